@@ -1,0 +1,113 @@
+"""One exception tree for vpp.
+
+Everything vpp raises on purpose is a :class:`VppError`. The boundaries (CLI, REST API, Ray
+actors) catch ``VppError`` and render it: the CLI as a one-line message and exit code 2, the
+API as RFC 7807 problem+json with the HTTP status below. Third-party errors (solver, Ray,
+database) are translated into this tree where they enter vpp, never leaked as tracebacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+class VppError(Exception):
+    """Base of every error vpp raises on purpose."""
+
+    http_status = 500
+    title = "vpp error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_problem(self) -> dict[str, Any]:
+        """RFC 7807 body (without ``instance``, which the API adds)."""
+        return {
+            "type": f"urn:vpp:error:{type(self).__name__}",
+            "title": self.title,
+            "status": self.http_status,
+            "detail": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class FieldIssue:
+    """One problem with one field of a request, e.g. ``flex-model[0].soc-max``."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class RequestValidationError(VppError):
+    """The request is malformed: a field is missing, has a bad unit, is out of range..."""
+
+    http_status = 422
+    title = "Invalid request"
+
+    def __init__(self, issues: list[FieldIssue]) -> None:
+        self.issues = list(dict.fromkeys(issues))  # one module may spot a problem twice
+        super().__init__("; ".join(str(i) for i in self.issues))
+
+    @classmethod
+    def single(cls, field: str, message: str) -> RequestValidationError:
+        return cls([FieldIssue(field, message)])
+
+    def to_problem(self) -> dict[str, Any]:
+        body = super().to_problem()
+        body["errors"] = [{"field": i.field, "message": i.message} for i in self.issues]
+        return body
+
+
+class InfeasibleError(VppError):
+    """The request is well-formed but no schedule satisfies all its constraints.
+
+    ``constraint`` is the stable name of the constraint family that breaks (e.g.
+    ``soc-targets``, ``site-consumption-capacity``), ``time`` the instant or step where it
+    breaks and ``device`` the device it belongs to (``None`` for site-level constraints).
+    """
+
+    http_status = 422
+    title = "Infeasible request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        constraint: str,
+        time: datetime | None = None,
+        device: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+        self.time = time
+        self.device = device
+
+    def to_problem(self) -> dict[str, Any]:
+        body = super().to_problem()
+        body["constraint"] = self.constraint
+        body["time"] = self.time.isoformat() if self.time else None
+        body["device"] = self.device
+        return body
+
+
+class SolverError(VppError):
+    """The solver failed for a reason that is not the request's fault."""
+
+    http_status = 503
+    title = "Solver failure"
+
+
+class NotFoundError(VppError):
+    http_status = 404
+    title = "Not found"
+
+
+class ConflictError(VppError):
+    http_status = 409
+    title = "Conflict"

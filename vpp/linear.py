@@ -1,0 +1,161 @@
+"""A small vectorised (MI)LP container: named variable blocks and named constraint families.
+
+Asset modules add whole blocks at once (one column per time step, one row per time step) with
+numpy arrays, the way linopy and PyPSA build models: no Python object per constraint. Every
+row remembers its *family* (a stable name such as ``soc-dynamics``), its device and its time
+index, so a solver's infeasibility certificate can be told back to the user in their terms.
+
+The same model can be exported to Pyomo (:func:`vpp.pyomo_export.to_pyomo`) for inspection or
+for other solvers; vpp itself hands the arrays straight to HiGHS (:mod:`vpp.solver`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+INF = float("inf")
+
+Term = tuple[float, np.ndarray] | tuple[np.ndarray, np.ndarray]
+"""``(coefficient, columns)``: one column per row; a negative column means no term there."""
+
+
+@dataclass
+class Block:
+    """A contiguous group of columns (variables) or rows (constraints) with one name."""
+
+    name: str
+    device: str | None
+    start: int
+    size: int
+    instant: bool = False  # indexed by instants 0..T (SoC) rather than steps 0..T-1
+    offset: int = 0  # time index of the block's first element
+    doc: str = ""
+
+    @property
+    def indices(self) -> np.ndarray:
+        return np.arange(self.start, self.start + self.size)
+
+    def time_of(self, index: int) -> int:
+        return index - self.start + self.offset
+
+
+@dataclass
+class LinearModel:
+    """Columns with bounds, integrality and cost; rows ``lower <= A x <= upper``."""
+
+    col_lower: list[np.ndarray] = field(default_factory=list)
+    col_upper: list[np.ndarray] = field(default_factory=list)
+    col_integer: list[np.ndarray] = field(default_factory=list)
+    var_blocks: list[Block] = field(default_factory=list)
+    row_lower: list[np.ndarray] = field(default_factory=list)
+    row_upper: list[np.ndarray] = field(default_factory=list)
+    families: list[Block] = field(default_factory=list)
+    _rows: list[np.ndarray] = field(default_factory=list)
+    _cols: list[np.ndarray] = field(default_factory=list)
+    _vals: list[np.ndarray] = field(default_factory=list)
+    n_cols: int = 0
+    n_rows: int = 0
+    version: int = 0  # bumped on every structural change, so solvers know to rebuild
+
+    def add_vars(
+        self,
+        name: str,
+        size: int,
+        lower: float | np.ndarray = 0.0,
+        upper: float | np.ndarray = INF,
+        *,
+        device: str | None = None,
+        integer: bool = False,
+        instant: bool = False,
+        offset: int = 0,
+    ) -> np.ndarray:
+        """Add ``size`` columns; returns their indices."""
+        block = Block(name, device, self.n_cols, size, instant, offset)
+        self.var_blocks.append(block)
+        self.col_lower.append(np.broadcast_to(np.asarray(lower, float), (size,)).copy())
+        self.col_upper.append(np.broadcast_to(np.asarray(upper, float), (size,)).copy())
+        self.col_integer.append(np.full(size, integer))
+        self.n_cols += size
+        self.version += 1
+        return block.indices
+
+    def add_rows(
+        self,
+        family: str,
+        terms: Sequence[Term],
+        lower: float | np.ndarray,
+        upper: float | np.ndarray,
+        *,
+        device: str | None = None,
+        instant: bool = False,
+        offset: int = 0,
+        doc: str = "",
+        size: int | None = None,
+    ) -> np.ndarray:
+        """Add one row per element of the term arrays: ``lower <= sum(coef * x[col]) <= upper``.
+
+        ``offset`` is the time index of the first row, so row ``i`` concerns time
+        ``offset + i`` (a step, or an instant when ``instant``).
+        """
+        n = size if size is not None else len(terms[0][1])
+        rows = np.arange(self.n_rows, self.n_rows + n)
+        for coef, cols in terms:
+            cols = np.asarray(cols)
+            vals = np.broadcast_to(np.asarray(coef, float), cols.shape)
+            keep = (cols >= 0) & (vals != 0.0)
+            row_of = np.broadcast_to(rows.reshape((n,) + (1,) * (cols.ndim - 1)), cols.shape)
+            self._rows.append(row_of[keep])
+            self._cols.append(cols[keep])
+            self._vals.append(vals[keep])
+        self.row_lower.append(np.broadcast_to(np.asarray(lower, float), (n,)).copy())
+        self.row_upper.append(np.broadcast_to(np.asarray(upper, float), (n,)).copy())
+        self.families.append(Block(family, device, self.n_rows, n, instant, offset, doc))
+        self.n_rows += n
+        self.version += 1
+        return rows
+
+    # -- read access -------------------------------------------------------------------
+    def matrix(self) -> sp.csc_array:
+        if not self._rows:
+            return sp.csc_array((self.n_rows, self.n_cols))
+        return sp.csc_array(
+            (np.concatenate(self._vals), (np.concatenate(self._rows), np.concatenate(self._cols))),
+            shape=(self.n_rows, self.n_cols),
+        )
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return _cat(self.col_lower), _cat(self.col_upper)
+
+    def row_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return _cat(self.row_lower), _cat(self.row_upper)
+
+    def integrality(self) -> np.ndarray:
+        return _cat(self.col_integer).astype(bool)
+
+    def family_of_row(self, row: int) -> Block:
+        return _find(self.families, row)
+
+    def block_of_col(self, col: int) -> Block:
+        return _find(self.var_blocks, col)
+
+    def tighten(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
+        """Intersect the bounds of ``cols`` with ``[lower, upper]``."""
+        lo, hi = self.bounds()
+        lo[cols] = np.maximum(lo[cols], lower)
+        hi[cols] = np.minimum(hi[cols], upper)
+        self.col_lower, self.col_upper = [lo], [hi]
+        self.version += 1
+
+
+def _cat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _find(blocks: list[Block], index: int) -> Block:
+    starts = [b.start for b in blocks]
+    i = int(np.searchsorted(starts, index, side="right")) - 1
+    return blocks[i]

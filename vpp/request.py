@@ -1,0 +1,165 @@
+"""The public request contract: a site's flex-model and flex-context over a horizon.
+
+``parse_request`` is the one validation step: it turns JSON into typed objects or raises a
+:class:`~vpp.errors.RequestValidationError` that names every bad field by its JSON path
+(``flex-model[1].soc-max``). Nothing here needs a solver.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic import ValidationError as PydanticValidationError
+
+from vpp.device import PowerSeries, PriceSeries, Spec
+from vpp.errors import FieldIssue, RequestValidationError
+from vpp.generation import GenerationSpec, InflexibleSpec
+from vpp.heat import HeatSpec
+from vpp.shiftable import ShiftableSpec
+from vpp.storage import StorageSpec
+from vpp.timeseries import Horizon, iso_duration
+
+SpecT = TypeVar("SpecT", bound=Spec)
+
+DEVICE_TYPES = ("storage", "heat", "shiftable", "generation", "inflexible")
+
+DeviceSpecs = StorageSpec | HeatSpec | ShiftableSpec | GenerationSpec | InflexibleSpec
+
+
+def _as_device_list(raw: Any) -> Any:
+    """A single device object is a one-device list; ``type`` defaults to storage."""
+    items = [raw] if isinstance(raw, dict) else raw
+    if isinstance(items, list):
+        return [
+            {"type": "storage", **d} if isinstance(d, dict) and "type" not in d else d
+            for d in items
+        ]
+    return raw
+
+
+FlexModel = Annotated[
+    list[Annotated[DeviceSpecs, Field(discriminator="type")]],
+    BeforeValidator(_as_device_list),
+]
+
+
+class FlexContext(Spec):
+    """What the site's energy is worth and what the connection allows."""
+
+    consumption_price: PriceSeries | None = None
+    production_price: PriceSeries | None = None
+    site_power_capacity: PowerSeries | None = None
+    site_consumption_capacity: PowerSeries | None = None
+    site_production_capacity: PowerSeries | None = None
+    inflexible_devices: dict[str, PowerSeries] = Field(default_factory=dict)
+
+    def merged(self, override: FlexContext | None) -> FlexContext:
+        """This context with the fields set in ``override`` replacing ours."""
+        if override is None:
+            return self
+        return self.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})
+
+
+class TimeWindow(Spec):
+    start: AwareDatetime
+    duration: timedelta
+    resolution: timedelta = timedelta(minutes=15)
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        return value
+
+    @field_validator("resolution")
+    @classmethod
+    def _divides(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        duration = info.data.get("duration")
+        if duration is not None:
+            ratio = duration / value
+            if abs(ratio - round(ratio)) > 1e-9:
+                raise ValueError(
+                    f"{iso_duration(value)} does not divide the duration {iso_duration(duration)}"
+                )
+        return value
+
+    @property
+    def horizon(self) -> Horizon:
+        return Horizon(self.start, self.duration, self.resolution)
+
+
+class ScheduleRequest(TimeWindow):
+    """One site: ``{"start", "duration", "resolution", "flex-model", "flex-context"}``."""
+
+    flex_model: FlexModel
+    flex_context: FlexContext = Field(default_factory=FlexContext)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ScheduleRequest:
+        names = [d.label for d in self.flex_model]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"device names must be unique; repeated: {duplicates}")
+        return self
+
+
+def parse_request(raw: Any) -> ScheduleRequest:
+    """Validate a request (a dict from JSON) into a :class:`ScheduleRequest`."""
+    return validate(ScheduleRequest, raw)
+
+
+def validate(model: type[SpecT], raw: Any) -> SpecT:
+    if isinstance(raw, model):
+        return raw
+    if not isinstance(raw, dict):
+        raise RequestValidationError.single("", "the request must be a JSON object")
+    try:
+        return model.model_validate(raw)
+    except PydanticValidationError as err:
+        raise RequestValidationError(issues_from_pydantic(err)) from None
+
+
+def issues_from_pydantic(err: PydanticValidationError) -> list[FieldIssue]:
+    issues = []
+    for e in err.errors(include_url=False):
+        path = format_path(e["loc"])
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "missing":
+            message = "required"
+        elif e["type"] == "extra_forbidden":
+            message = "unknown field"
+        issues.append(FieldIssue(path, message))
+    return issues
+
+
+def format_path(loc: tuple[int | str, ...]) -> str:
+    """``("flex-model", 0, "storage", "soc-max")`` -> ``flex-model[0].soc-max``.
+
+    The discriminator tag pydantic inserts after a list index is dropped.
+    """
+    out = ""
+    parts = list(loc)
+    for i, part in enumerate(parts):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not _is_tag(part, parts[i - 1] if i else None):
+            out += f".{part}" if out else part
+    return out
+
+
+def _is_tag(part: str, before: int | str | None) -> bool:
+    """pydantic's union/validator tags in an error location, not field names."""
+    device_tag = part in DEVICE_TYPES and isinstance(before, int)
+    return device_tag or part.startswith("function-") or part in ("constrained-str", "list")

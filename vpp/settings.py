@@ -1,0 +1,49 @@
+"""Process configuration, read from ``VPP_*`` environment variables.
+
+Nothing here runs at import time: Ray workers import vpp modules in fresh processes, so
+settings are read on the first call to :func:`get_settings` (and cached for the process).
+Tests that change the environment call ``get_settings.cache_clear()``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "vpp"
+
+
+def _default_database_url(data: dict[str, Any]) -> str:
+    return f"sqlite:///{Path(data['data_dir']) / 'vpp.db'}"
+
+
+class Settings(BaseSettings):
+    """vpp configuration. Every field can be set as ``VPP_<FIELD_NAME>`` (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="VPP_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    """Where vpp keeps local state (not created until something writes there)."""
+
+    database_url: str = Field(default_factory=_default_database_url)
+    """SQLAlchemy URL, e.g. ``postgresql+psycopg2://user@host/db``.
+
+    Defaults to the SQLite file ``<data_dir>/vpp.db``.
+    """
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_user(cls, value: Path) -> Path:
+        return value.expanduser()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

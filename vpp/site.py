@@ -1,0 +1,463 @@
+"""One site: all its devices in one optimisation model, built once, re-solvable.
+
+Site-level constraint families (``P`` the site's net power, consumption positive):
+
+``site-balance``
+    ``P[t] = sum_d p_d[t] + inflexible[t]``
+``site-consumption-capacity`` / ``site-production-capacity``
+    ``-site-production-capacity[t] <= P[t] <= site-consumption-capacity[t]`` (each defaults to
+    ``site-power-capacity``; unlimited when neither is given).
+``site-settlement``
+    ``import[t] - export[t] = P[t] - sum_{d with own prices} p_d[t]``, ``import, export >= 0``
+``no-simultaneous-import-export``
+    a binary per step where the production price exceeds the consumption price (otherwise
+    buying and selling at once would pay); elsewhere the optimum never does both.
+
+Objective (EUR), minimised:
+    ``sum_t dt * (consumption_price[t]*import[t] - production_price[t]*export[t])``
+    plus, for each device with its own prices, the same expression over its own
+    consumption and production. The ADMM coordinator adds ``y[t]*P[t]`` and
+    ``rho/2 * (P[t] - v[t])**2`` through :meth:`SiteProblem.solve`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from vpp import generation, heat, shiftable, storage
+from vpp.device import Common, DeviceSpec, DeviceVars, apply_common, resolve_common
+from vpp.errors import FieldIssue, InfeasibleError, RequestValidationError, VppError
+from vpp.linear import INF, LinearModel, Term
+from vpp.request import FlexContext, ScheduleRequest, parse_request
+from vpp.solver import HighsSolver
+from vpp.timeseries import Horizon, iso_duration
+
+logger = logging.getLogger(__name__)
+
+EXCLUSIVE_TOLERANCE = 1e-7  # kW: below this, "both positive" is solver noise
+
+# kind -> (resolve, precheck or None, formulate)
+_MODULES: dict[str, tuple[Callable[..., Any], Callable[..., None] | None, Callable[..., Any]]] = {
+    "storage": (storage.resolve, storage.precheck, storage.formulate),
+    "heat": (heat.resolve, storage.precheck, heat.formulate),
+    "shiftable": (shiftable.resolve, shiftable.precheck, shiftable.formulate),
+    "generation": (generation.resolve_generation, None, generation.formulate_generation),
+    "inflexible": (generation.resolve_inflexible, None, generation.formulate_inflexible),
+}
+
+
+@dataclass
+class SiteInputs:
+    """A validated site request resolved on its horizon."""
+
+    horizon: Horizon
+    consumption_price: np.ndarray  # EUR/kWh per step
+    production_price: np.ndarray
+    consumption_capacity: np.ndarray  # kW, inf when unlimited
+    production_capacity: np.ndarray
+    inflexible: np.ndarray  # kW, sum of flex-context inflexible-devices
+    devices: Sequence[tuple[DeviceSpec, Common, Any]]  # spec, shared fields, module params
+    capacity_source: tuple[str, str] = ("site-consumption-capacity", "site-production-capacity")
+
+
+def resolve_site(request: ScheduleRequest) -> SiteInputs:
+    """Resolve every series on the horizon; report all field problems at once."""
+    horizon = request.horizon
+    issues: list[FieldIssue] = []
+    ctx = request.flex_context
+    cp, pp, cons_cap, prod_cap, inflexible = _resolve_context(ctx, horizon, issues)
+    devices = []
+    for i, spec in enumerate(request.flex_model):
+        path = f"flex-model[{i}]"
+        try:
+            common = resolve_common(spec, horizon, path)
+            params = _MODULES[spec.type][0](spec, horizon, common, path)
+        except RequestValidationError as err:
+            issues.extend(err.issues)
+            continue
+        devices.append((spec, common, params))
+    if issues:
+        raise RequestValidationError(issues)
+    sources = (
+        "site-consumption-capacity" if ctx.site_consumption_capacity else "site-power-capacity",
+        "site-production-capacity" if ctx.site_production_capacity else "site-power-capacity",
+    )
+    return SiteInputs(horizon, cp, pp, cons_cap, prod_cap, inflexible, devices, sources)
+
+
+def _resolve_context(
+    ctx: FlexContext, horizon: Horizon, issues: list[FieldIssue]
+) -> tuple[np.ndarray, ...]:
+    n = horizon.steps
+
+    def series(name: str, default: float) -> np.ndarray:
+        value = getattr(ctx, name.replace("-", "_"))
+        if value is None:
+            return np.full(n, default)
+        try:
+            return value.resolve(horizon, f"flex-context.{name}", default)
+        except RequestValidationError as err:
+            issues.extend(err.issues)
+            return np.full(n, default)
+
+    before = len(issues)
+    cp = series("consumption-price", math.nan)
+    if ctx.consumption_price is None:
+        issues.append(FieldIssue("flex-context.consumption-price", "required"))
+    elif np.isnan(cp).any() and len(issues) == before:
+        issues.append(
+            FieldIssue(
+                "flex-context.consumption-price", "segments leave time steps without a price"
+            )
+        )
+    before = len(issues)
+    pp = series("production-price", math.nan) if ctx.production_price else cp.copy()
+    if ctx.production_price is not None and np.isnan(pp).any() and len(issues) == before:
+        issues.append(
+            FieldIssue("flex-context.production-price", "segments leave time steps without a price")
+        )
+    power_cap = series("site-power-capacity", INF)
+    cons_cap = np.minimum(series("site-consumption-capacity", INF), power_cap)
+    prod_cap = np.minimum(series("site-production-capacity", INF), power_cap)
+    for name, arr in (
+        ("site-power-capacity", power_cap),
+        ("site-consumption-capacity", cons_cap),
+        ("site-production-capacity", prod_cap),
+    ):
+        if (np.nan_to_num(arr, nan=0.0) < 0).any():
+            issues.append(FieldIssue(f"flex-context.{name}", "must not be negative"))
+    inflexible = np.zeros(n)
+    for name, s in ctx.inflexible_devices.items():
+        try:
+            inflexible += s.resolve(horizon, f"flex-context.inflexible-devices.{name}", 0.0)
+        except RequestValidationError as err:
+            issues.extend(err.issues)
+    return cp, pp, np.nan_to_num(cons_cap, nan=INF), np.nan_to_num(prod_cap, nan=INF), inflexible
+
+
+@dataclass
+class SiteSchedule:
+    """A solved schedule: per-device power (and SoC), site power, cost."""
+
+    horizon: Horizon
+    device_power: dict[str, np.ndarray]
+    device_soc: dict[str, np.ndarray]
+    device_kind: dict[str, str]
+    site_power: np.ndarray
+    cost: float  # EUR, energy cost as defined in the module docstring
+    objective: float  # solver objective incl. any ADMM terms
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        def series(values: np.ndarray, unit: str) -> dict[str, Any]:
+            return {"values": [_clean(v) for v in values], "unit": unit}
+
+        devices = []
+        for name, power in self.device_power.items():
+            entry: dict[str, Any] = {
+                "name": name,
+                "type": self.device_kind[name],
+                "power": series(power, "kW"),
+            }
+            if name in self.device_soc:
+                entry["soc"] = series(self.device_soc[name], "kWh")
+            devices.append(entry)
+        return {
+            "status": "finished",
+            "start": self.horizon.start.isoformat(),
+            "duration": iso_duration(self.horizon.duration),
+            "resolution": iso_duration(self.horizon.resolution),
+            "devices": devices,
+            "site": {"power": series(self.site_power, "kW")},
+            "cost": {"value": round(self.cost, 9), "unit": "EUR"},
+        } | {k: v for k, v in self.extra.items() if k == "mip-gap"}
+
+
+def _clean(v: float) -> float:
+    """Round solver noise (1e-12) away so results read cleanly; 1e-9 kW is far below meters."""
+    r = round(float(v), 9)
+    return 0.0 if r == 0 else r
+
+
+class SiteProblem:
+    """A site's model: validated, pre-checked and built once; :meth:`solve` re-solves warm."""
+
+    def __init__(self, request: ScheduleRequest | dict[str, Any]) -> None:
+        self.request = parse_request(request)
+        self.inputs = resolve_site(self.request)
+        self.horizon = self.inputs.horizon
+        self.model = LinearModel()
+        self.devices: list[tuple[DeviceVars, Common]] = []
+        self._exclusive_done: set[tuple[int, int]] = set()
+        self._build()
+        self._precheck()
+        self.solver = HighsSolver(self.model)
+        self.solver.set_cost(self.base_cost)
+
+    # -- building --------------------------------------------------------------------
+    def _precheck(self) -> None:
+        """Device pre-checks, each device bounded by what the site leaves it."""
+        inp = self.inputs
+        ranges = self._ranges()
+        least = inp.inflexible + sum((r[0] for r in ranges), 0.0)
+        most = inp.inflexible + sum((r[1] for r in ranges), 0.0)
+        for (spec, _common, params), (d_least, d_most) in zip(inp.devices, ranges, strict=True):
+            check = _MODULES[spec.type][1]
+            if check is not None:
+                site_upper = inp.consumption_capacity - (least - d_least)
+                site_lower = -inp.production_capacity - (most - d_most)
+                check(params, self.horizon, site_lower, site_upper)
+
+    def _build(self) -> None:
+        inp, lm, n, dt = self.inputs, self.model, self.horizon.steps, self.horizon.dt
+        for spec, common, params in inp.devices:
+            dv = _MODULES[spec.type][2](params, lm, self.horizon)
+            apply_common(lm, dv, common)
+            self.devices.append((dv, common))
+        self._check_site_capacity()
+        constant = inp.inflexible + sum(
+            (dv.constant for dv, _ in self.devices if dv.constant is not None), np.zeros(n)
+        )
+        self.power = lm.add_vars(
+            "site-power", n, -inp.production_capacity, inp.consumption_capacity
+        )
+        terms: list[Term] = [(1.0, self.power)]
+        for dv, _ in self.devices:
+            terms += dv.power_terms(-1.0)
+        lm.add_rows("site-balance", terms, constant, constant)
+        own = [(dv, c) for dv, c in self.devices if c.own_prices]
+        own_constant = sum((dv.constant for dv, _ in own if dv.constant is not None), np.zeros(n))
+        bound = self._power_bound()
+        self.imports = lm.add_vars("import", n, 0.0, bound)
+        self.exports = lm.add_vars("export", n, 0.0, bound)
+        settle: list[Term] = [(1.0, self.imports), (-1.0, self.exports), (-1.0, self.power)]
+        for dv, _ in own:
+            settle += dv.power_terms(1.0)
+        lm.add_rows("site-settlement", settle, -own_constant, -own_constant)
+        cost = np.zeros(lm.n_cols)
+        cost[self.imports] = dt * inp.consumption_price
+        cost[self.exports] = -dt * inp.production_price
+        self.cost_constant = 0.0
+        for dv, c in own:
+            for cols in dv.consumption:
+                cost[cols] += dt * c.consumption_price  # type: ignore[operator]
+            for cols in dv.production:
+                cost[cols] -= dt * c.production_price  # type: ignore[operator]
+            if dv.constant is not None:
+                self.cost_constant += _energy_cost(
+                    dv.constant, c.consumption_price, c.production_price, dt
+                )
+        self.base_cost = cost
+        spread = np.flatnonzero(inp.production_price > inp.consumption_price + 1e-12)
+        if spread.size:
+            self._add_exclusive(
+                self.imports, self.exports, spread, "no-simultaneous-import-export", None
+            )
+
+    def _ranges(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Least and most power of every device per step, from its column bounds."""
+        lo, hi = self.model.bounds()
+        out = []
+        for dv, _ in self.devices:
+            least = np.zeros(self.horizon.steps) if dv.constant is None else dv.constant.copy()
+            most = least.copy()
+            for cols in dv.consumption:
+                least, most = least + lo[cols], most + hi[cols]
+            for cols in dv.production:
+                least, most = least - hi[cols], most - lo[cols]
+            out.append((least, most))
+        return out
+
+    def _power_bound(self) -> np.ndarray:
+        """A finite bound on |import| and |export|, for the big-M of exclusivity rows."""
+        bound = np.abs(self.inputs.inflexible)
+        for least, most in self._ranges():
+            bound = bound + np.maximum(np.abs(least), np.abs(most))
+        return bound
+
+    def _check_site_capacity(self) -> None:
+        """Fixed load alone above the connection's capacity is named before solving."""
+        least = self.inputs.inflexible + sum((r[0] for r in self._ranges()), 0.0)
+        most = self.inputs.inflexible + sum((r[1] for r in self._ranges()), 0.0)
+        cap_c, cap_p = self.inputs.consumption_capacity, self.inputs.production_capacity
+        over = np.flatnonzero(least > cap_c + 1e-6)
+        if over.size:
+            t = int(over[0])
+            raise InfeasibleError(
+                f"{self.inputs.capacity_source[0]} = {cap_c[t]:g} kW at "
+                f"{self.horizon.at(t).isoformat()} is exceeded: the site consumes at least "
+                f"{least[t]:.4g} kW then (inflexible load and fixed device power)",
+                constraint=self.inputs.capacity_source[0],
+                time=self.horizon.at(t),
+            )
+        under = np.flatnonzero(most < -cap_p - 1e-6)
+        if under.size:
+            t = int(under[0])
+            raise InfeasibleError(
+                f"{self.inputs.capacity_source[1]} = {cap_p[t]:g} kW at "
+                f"{self.horizon.at(t).isoformat()} is exceeded: the site produces at least "
+                f"{-most[t]:.4g} kW then (inflexible generation and fixed device power)",
+                constraint=self.inputs.capacity_source[1],
+                time=self.horizon.at(t),
+            )
+
+    def _add_exclusive(
+        self, a: np.ndarray, b: np.ndarray, steps: np.ndarray, family: str, device: str | None
+    ) -> None:
+        """``a[t] * b[t] = 0`` at ``steps``: ``a <= M_a*y``, ``b <= M_b*(1-y)``, y binary."""
+        _, hi = self.model.bounds()
+        y = self.model.add_vars(
+            f"{family}-binary", len(steps), 0.0, 1.0, device=device, integer=True
+        )
+        for cols, sign in ((a, 1.0), (b, -1.0)):
+            m = hi[cols[steps]]
+            upper = np.zeros(len(steps)) if sign > 0 else m
+            self.model.add_rows(
+                family,
+                [(1.0, cols[steps]), (-sign * m, y)],
+                -INF,
+                upper,
+                device=device,
+                offset=int(steps[0]),
+            )
+        self._exclusive_done.update((int(a[0]), int(s)) for s in steps)
+
+    # -- solving ---------------------------------------------------------------------
+    def solve(
+        self,
+        power_price: np.ndarray | None = None,
+        power_penalty: tuple[float, np.ndarray] | None = None,
+    ) -> SiteSchedule:
+        """Solve with the site's prices plus optional terms on its net power ``P``:
+
+        ``power_price[t] * P[t]`` (EUR/kW per step, e.g. an ADMM dual) and
+        ``rho/2 * (P[t] - v[t])**2`` for ``power_penalty = (rho, v)``.
+        """
+        cost = self.base_cost.copy()
+        constant = self.cost_constant
+        if power_price is not None:
+            cost[self.power] += power_price
+        hessian = None
+        if power_penalty is not None:
+            rho, target = power_penalty
+            cost[self.power] -= rho * target
+            hessian = np.zeros(self.model.n_cols)
+            hessian[self.power] = rho
+            constant += 0.5 * rho * float(target @ target)
+        self.solver.set_cost(cost)
+        self.solver.set_quadratic(hessian)
+        for _ in range(self.horizon.steps + 1):
+            solution = self.solver.solve()
+            if solution.status == "infeasible":
+                raise self._explain_infeasible()
+            if not self._enforce_exclusive(solution.x):
+                break
+        result = self._schedule(solution.x, solution.objective + constant)
+        if solution.status == "feasible":
+            result.extra["mip-gap"] = solution.mip_gap
+        return result
+
+    def _enforce_exclusive(self, x: np.ndarray) -> bool:
+        """Add binaries where a device both charges and discharges; True if any were added."""
+        added = False
+        for dv, _ in self.devices:
+            for a, b in dv.exclusive:
+                both = np.minimum(x[a], x[b]) > EXCLUSIVE_TOLERANCE
+                steps = np.array(
+                    [
+                        t
+                        for t in np.flatnonzero(both)
+                        if (int(a[0]), int(t)) not in self._exclusive_done
+                    ],
+                    dtype=int,
+                )
+                if steps.size:
+                    logger.debug("%s: no-simultaneous rows at %d steps", dv.name, steps.size)
+                    self._add_exclusive(a, b, steps, "no-simultaneous-charge-discharge", dv.name)
+                    added = True
+        return added
+
+    def _schedule(self, x: np.ndarray, objective: float) -> SiteSchedule:
+        dt = self.horizon.dt
+        inp = self.inputs
+        powers, socs, kinds = {}, {}, {}
+        settled = x[self.power].copy()
+        cost = 0.0
+        for dv, common in self.devices:
+            p = dv.power(x)
+            powers[dv.name], kinds[dv.name] = p, dv.kind
+            if dv.soc is not None:
+                socs[dv.name] = x[dv.soc]
+            if common.own_prices:
+                settled -= p
+                cost += _energy_cost(p, common.consumption_price, common.production_price, dt)
+        cost += _energy_cost(settled, inp.consumption_price, inp.production_price, dt)
+        return SiteSchedule(
+            self.horizon, powers, socs, kinds, x[self.power].copy(), cost, objective
+        )
+
+    # -- diagnosis -------------------------------------------------------------------
+    def _explain_infeasible(self) -> VppError:
+        rows, cols = self.solver.irreducible_infeasible_set()
+        parts: list[tuple[int, str, str, datetime | None, str | None]] = []
+        for r in rows:
+            fam = self.model.family_of_row(r)
+            t = fam.time_of(r)
+            rank = 2 if fam.name in ("soc-dynamics", "site-balance", "site-settlement") else 0
+            parts.append((rank, fam.name, "", self.horizon.at(t), fam.device))
+        for c in cols:
+            block = self.model.block_of_col(c)
+            t = block.time_of(c)
+            name = self._bound_name(block.name, block.device, t)
+            parts.append((1, name, "", self.horizon.at(t), block.device))
+        if not parts:
+            return InfeasibleError(
+                "no schedule satisfies all constraints of this site", constraint="unknown"
+            )
+        parts.sort(key=lambda p: (p[0], p[3] or self.horizon.start))
+        listed = ", ".join(
+            f"{name}{f' of {dev}' if dev else ''} at {when.isoformat() if when else '?'}"
+            for _, name, _, when, dev in parts[:8]
+        )
+        _, name, _, when, device = parts[0]
+        return InfeasibleError(
+            f"no schedule satisfies all constraints; these conflict: {listed}",
+            constraint=name.split("[")[0],
+            time=when,
+            device=device,
+        )
+
+    def _bound_name(self, block: str, device: str | None, t: int) -> str:
+        if block == "site-power":
+            return "/".join(dict.fromkeys(self.inputs.capacity_source))
+        if block == "soc":
+            for dv, _ in self.devices:
+                if dv.name == device and "bound_source" in dv.extra:
+                    lower, upper = dv.extra["bound_source"]
+                    return f"{lower[t]}" if lower[t] == upper[t] else f"{lower[t]}/{upper[t]}"
+        return {"charge": "consumption-capacity", "discharge": "production-capacity"}.get(
+            block, block
+        )
+
+
+def _energy_cost(
+    power: np.ndarray,
+    consumption_price: np.ndarray | None,
+    production_price: np.ndarray | None,
+    dt: float,
+) -> float:
+    cp = np.zeros_like(power) if consumption_price is None else consumption_price
+    pp = cp if production_price is None else production_price
+    return float(dt * (cp @ np.maximum(power, 0.0) - pp @ np.maximum(-power, 0.0)))
+
+
+def schedule(request: ScheduleRequest | dict[str, Any]) -> dict[str, Any]:
+    """Validate, build and solve one site's request; the result JSON (see README)."""
+    return SiteProblem(request).solve().to_json()

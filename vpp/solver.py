@@ -1,0 +1,190 @@
+"""HiGHS through highspy: pass the model once, then re-solve warm with new costs.
+
+A :class:`HighsSolver` owns one ``highspy.Highs`` instance per model. Changing prices (the
+linear cost) or the ADMM penalty (a diagonal quadratic term) only updates those arrays in
+HiGHS, which keeps its basis, so re-solves start warm. Structural changes (the model grew)
+are detected through :attr:`LinearModel.version` and trigger one full ``passModel``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+import highspy
+import numpy as np
+
+from vpp.errors import SolverError
+from vpp.linear import LinearModel
+
+logger = logging.getLogger(__name__)
+
+_INF = highspy.kHighsInf
+
+
+@dataclass(frozen=True)
+class Solution:
+    x: np.ndarray
+    objective: float
+    status: str  # "optimal" | "feasible" (stopped at the time limit) | "infeasible"
+    mip_gap: float = 0.0
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """HiGHS prints a banner from C++ on the first ``Highs()``; keep it out of our output."""
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 (embedded interpreters): nothing to silence
+        yield
+        return
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+@lru_cache(maxsize=1)
+def _banner_printed() -> bool:
+    with _quiet_stdout():
+        highspy.Highs()
+    return True
+
+
+def new_highs(options: dict[str, float | int | str | bool] | None = None) -> highspy.Highs:
+    _banner_printed()
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    for key, value in (options or {}).items():
+        h.setOptionValue(key, value)
+    return h
+
+
+class HighsSolver:
+    """Solve a :class:`LinearModel` (LP, MILP or a QP with a diagonal Hessian)."""
+
+    def __init__(
+        self, model: LinearModel, *, mip_rel_gap: float = 1e-7, time_limit: float = 60.0
+    ) -> None:
+        self.model = model
+        self.highs = new_highs({"mip_rel_gap": mip_rel_gap, "time_limit": time_limit})
+        self._version = -1
+        self._cost = np.zeros(0)
+        self._hessian: np.ndarray | None = None
+        self._hessian_passed = False
+
+    # -- objective -------------------------------------------------------------------
+    def set_cost(self, cost: np.ndarray) -> None:
+        """Linear objective coefficients for every column (minimised)."""
+        self._cost = np.asarray(cost, float)
+        if self._version == self.model.version:
+            self.highs.changeColsCost(
+                len(self._cost), np.arange(len(self._cost), dtype=np.int32), self._cost
+            )
+
+    def set_quadratic(self, diagonal: np.ndarray | None) -> None:
+        """Objective gets ``0.5 * sum(diagonal[j] * x[j]**2)``; ``None`` removes it."""
+        self._hessian = None if diagonal is None else np.asarray(diagonal, float)
+        if self._version == self.model.version:
+            self._pass_hessian()
+
+    # -- solving ---------------------------------------------------------------------
+    def solve(self) -> Solution:
+        if self._version != self.model.version:
+            self._pass_model()
+        status = self.highs.run()
+        model_status = self.highs.getModelStatus()
+        if model_status == highspy.HighsModelStatus.kOptimal:
+            x = np.array(self.highs.getSolution().col_value)
+            return Solution(x, float(self.highs.getInfo().objective_function_value), "optimal")
+        info = self.highs.getInfo()
+        if (
+            model_status == highspy.HighsModelStatus.kTimeLimit
+            and info.primal_solution_status == 2  # a feasible incumbent exists
+        ):
+            x = np.array(self.highs.getSolution().col_value)
+            logger.warning("HiGHS hit its time limit; MIP gap %.2g", info.mip_gap)
+            return Solution(x, float(info.objective_function_value), "feasible", info.mip_gap)
+        if model_status in (
+            highspy.HighsModelStatus.kInfeasible,
+            highspy.HighsModelStatus.kUnboundedOrInfeasible,
+        ):
+            return Solution(np.zeros(self.model.n_cols), float("nan"), "infeasible")
+        raise SolverError(
+            f"HiGHS stopped with {self.highs.modelStatusToString(model_status)} ({status})"
+        )
+
+    def irreducible_infeasible_set(self) -> tuple[list[int], list[int]]:
+        """Rows and columns of an IIS of the LP relaxation (HiGHS' IIS finder)."""
+        # strategy "from LP" + "irreducible": the light default finds nothing when presolve
+        # already proved infeasibility
+        relaxed = new_highs({"iis_strategy": 6})
+        relaxed.passModel(self._lp(integer=False))
+        relaxed.run()
+        status, iis = relaxed.getIis()
+        if status != highspy.HighsStatus.kOk or not iis.valid_:
+            return [], []
+        return list(iis.row_index_), list(iis.col_index_)
+
+    # -- internals -------------------------------------------------------------------
+    def _lp(self, *, integer: bool = True) -> highspy.HighsLp:
+        m = self.model
+        a = m.matrix()
+        lo, hi = m.bounds()
+        rlo, rhi = m.row_bounds()
+        lp = highspy.HighsLp()
+        lp.num_col_ = m.n_cols
+        lp.num_row_ = m.n_rows
+        lp.col_cost_ = self._cost if len(self._cost) == m.n_cols else np.zeros(m.n_cols)
+        lp.col_lower_ = np.where(np.isinf(lo), -_INF, lo)
+        lp.col_upper_ = np.where(np.isinf(hi), _INF, hi)
+        lp.row_lower_ = np.where(np.isinf(rlo), -_INF, rlo)
+        lp.row_upper_ = np.where(np.isinf(rhi), _INF, rhi)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = a.indptr.astype(np.int32)
+        lp.a_matrix_.index_ = a.indices.astype(np.int32)
+        lp.a_matrix_.value_ = a.data
+        integrality = m.integrality()
+        if integer and integrality.any():
+            lp.integrality_ = [
+                highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
+                for i in integrality
+            ]
+        return lp
+
+    def _pass_model(self) -> None:
+        if len(self._cost) != self.model.n_cols:  # new columns (e.g. binaries) cost nothing
+            cost = np.zeros(self.model.n_cols)
+            cost[: len(self._cost)] = self._cost[: self.model.n_cols]
+            self._cost = cost
+        self.highs.passModel(self._lp())
+        self._version = self.model.version
+        self._pass_hessian()
+
+    def _pass_hessian(self) -> None:
+        if self._hessian is None:
+            if self._hessian_passed:
+                self.highs.passHessian(highspy.HighsHessian())  # dim 0: back to an LP
+                self._hessian_passed = False
+            return
+        n = self.model.n_cols
+        diag = np.zeros(n)
+        diag[: len(self._hessian)] = self._hessian
+        nz = np.flatnonzero(diag)
+        hessian = highspy.HighsHessian()
+        hessian.dim_ = n
+        hessian.format_ = highspy.HessianFormat.kTriangular
+        start = np.searchsorted(nz, np.arange(n + 1)).astype(np.int32)
+        hessian.start_ = start
+        hessian.index_ = nz.astype(np.int32)
+        hessian.value_ = diag[nz]
+        self.highs.passHessian(hessian)
+        self._hessian_passed = True

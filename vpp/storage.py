@@ -1,0 +1,387 @@
+"""Storage: home and grid batteries, and EVs (with availability windows).
+
+Constraint families (``t`` a step, ``s`` an instant, ``dt`` the step length in hours):
+
+``soc-dynamics``
+    ``soc[t+1] = keep[t]*soc[t] + dt*(eta_c[t]*p_ch[t] - p_dis[t]/eta_d[t])
+    - dt*usage[t] + dt*gain[t]``
+    with ``keep`` the storage efficiency (fraction of SoC kept per step).
+``soc-at-start``
+    ``soc[0] = soc-at-start``.
+``soc-min`` / ``soc-max`` / ``soc-minima`` / ``soc-maxima`` / ``soc-targets``
+    ``lower[s] <= soc[s] <= upper[s]``, the tightest of the bounds asked at each instant;
+    a target is ``soc[s] = value``.
+``consumption-capacity`` / ``production-capacity``
+    ``0 <= p_ch[t] <= consumption-capacity[t]``, ``0 <= p_dis[t] <= production-capacity[t]``
+    (each defaults to ``power-capacity``; 0 outside ``availability`` windows).
+``no-simultaneous-charge-discharge``
+    ``p_ch[t] * p_dis[t] = 0``: added lazily, with a binary, only at steps where the LP
+    optimum would both charge and discharge (which it does only when wasting energy pays).
+
+Device power: ``p[t] = p_ch[t] - p_dis[t]``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+
+from vpp.device import (
+    Common,
+    DeviceSpec,
+    DeviceVars,
+    Energy,
+    EnergyInstants,
+    Fraction,
+    FractionSeries,
+    PowerSeries,
+    check,
+)
+from vpp.errors import FieldIssue, InfeasibleError, RequestValidationError
+from vpp.linear import LinearModel
+from vpp.timeseries import Horizon, Instants, Series
+
+TOLERANCE = 1e-6  # kWh: what a reachability check forgives (solver tolerance)
+
+
+class StorageSpec(DeviceSpec):
+    """Flex-model of a storage device (FlexMeasures field names)."""
+
+    default_name: ClassVar[str] = "battery"
+
+    type: Literal["storage"] = "storage"
+    soc_at_start: Energy
+    soc_min: Energy = 0.0
+    soc_max: Energy
+    soc_minima: EnergyInstants | None = None
+    soc_maxima: EnergyInstants | None = None
+    soc_targets: EnergyInstants | None = None
+    charging_efficiency: FractionSeries | None = None
+    discharging_efficiency: FractionSeries | None = None
+    roundtrip_efficiency: Fraction | None = None
+    storage_efficiency: FractionSeries | None = None
+    power_capacity: PowerSeries | None = None
+    consumption_capacity: PowerSeries | None = None
+    production_capacity: PowerSeries | None = None
+    soc_usage: list[PowerSeries] | PowerSeries | None = None
+    soc_gain: list[PowerSeries] | PowerSeries | None = None
+
+
+@dataclass
+class StorageParams:
+    """A storage device resolved on the horizon, in kW / kWh / fractions."""
+
+    name: str
+    soc_at_start: float
+    lower: np.ndarray  # per instant, T+1
+    upper: np.ndarray
+    lower_source: list[str]  # which field sets lower[s]: "soc-min", "soc-targets[0]", ...
+    upper_source: list[str]
+    eta_c: np.ndarray  # per step
+    eta_d: np.ndarray
+    keep: np.ndarray
+    charge_max: np.ndarray
+    discharge_max: np.ndarray
+    usage: np.ndarray  # net kW drawn from the store (usage - gain)
+    charge_field: str = "consumption-capacity"
+    discharge_field: str = "production-capacity"
+    net_lower: np.ndarray | None = None
+    net_upper: np.ndarray | None = None
+
+
+def resolve(spec: StorageSpec, horizon: Horizon, common: Common, path: str) -> StorageParams:
+    """Turn the flex-model into arrays, reporting every invalid field at once."""
+    issues: list[FieldIssue] = []
+    n = horizon.steps
+    eta_c, eta_d = _efficiencies(spec, horizon, path, issues)
+    keep = _series(spec.storage_efficiency, horizon, f"{path}.storage-efficiency", 1.0)
+    check(
+        issues,
+        bool(((keep > 0) & (keep <= 1)).all()),
+        f"{path}.storage-efficiency",
+        "must be a fraction in (0, 1]",
+    )
+    charge_max, discharge_max = _capacities(spec, horizon, path, issues)
+    usage = _sum_series(spec.soc_usage, horizon, f"{path}.soc-usage")
+    usage = usage - _sum_series(spec.soc_gain, horizon, f"{path}.soc-gain")
+    params = bounds_from_instants(
+        spec.label,
+        spec.soc_at_start,
+        spec.soc_min,
+        spec.soc_max,
+        minima=spec.soc_minima,
+        maxima=spec.soc_maxima,
+        targets=spec.soc_targets,
+        horizon=horizon,
+        path=path,
+        issues=issues,
+    )
+    if issues:
+        raise RequestValidationError(issues)
+    lower, upper, lower_source, upper_source = params
+    available = common.available.astype(float)
+    return StorageParams(
+        name=spec.label,
+        soc_at_start=spec.soc_at_start,
+        lower=lower,
+        upper=upper,
+        lower_source=lower_source,
+        upper_source=upper_source,
+        eta_c=eta_c,
+        eta_d=eta_d,
+        keep=keep,
+        charge_max=np.full(n, charge_max) * available,
+        discharge_max=np.full(n, discharge_max) * available,
+        usage=usage,
+        net_lower=common.net_lower,
+        net_upper=common.net_upper,
+    )
+
+
+def _series(s: Series | None, horizon: Horizon, field: str, default: float) -> np.ndarray:
+    if s is None:
+        return np.full(horizon.steps, default)
+    values = s.resolve(horizon, field, default)
+    return np.where(np.isnan(values), default, values)
+
+
+def _sum_series(s: list[Series] | Series | None, horizon: Horizon, field: str) -> np.ndarray:
+    parts = [] if s is None else [s] if isinstance(s, Series) else s
+    total = np.zeros(horizon.steps)
+    for i, part in enumerate(parts):
+        name = field if isinstance(s, Series) else f"{field}[{i}]"
+        total += _series(part, horizon, name, 0.0)
+    return total
+
+
+def _efficiencies(
+    spec: StorageSpec, horizon: Horizon, path: str, issues: list[FieldIssue]
+) -> tuple[np.ndarray, np.ndarray]:
+    split = spec.charging_efficiency is None and spec.discharging_efficiency is None
+    if spec.roundtrip_efficiency is not None and not split:
+        issues.append(
+            FieldIssue(
+                f"{path}.roundtrip-efficiency",
+                "give roundtrip-efficiency or charging-/discharging-efficiency, not both",
+            )
+        )
+    rt = spec.roundtrip_efficiency
+    if rt is not None:
+        check(issues, 0 < rt <= 1, f"{path}.roundtrip-efficiency", "must be in (0, 1]")
+    default = math.sqrt(rt) if rt is not None and 0 < rt <= 1 else 1.0
+    eta_c = _series(spec.charging_efficiency, horizon, f"{path}.charging-efficiency", default)
+    eta_d = _series(spec.discharging_efficiency, horizon, f"{path}.discharging-efficiency", default)
+    for name, arr in (("charging-efficiency", eta_c), ("discharging-efficiency", eta_d)):
+        check(
+            issues,
+            bool(((arr > 0) & (arr <= 1)).all()),
+            f"{path}.{name}",
+            "must be a fraction in (0, 1]",
+        )
+    return eta_c, eta_d
+
+
+def _capacities(
+    spec: StorageSpec, horizon: Horizon, path: str, issues: list[FieldIssue]
+) -> tuple[np.ndarray, np.ndarray]:
+    both = spec.consumption_capacity is not None and spec.production_capacity is not None
+    if spec.power_capacity is None and not both:
+        issues.append(
+            FieldIssue(
+                f"{path}.power-capacity",
+                "required unless consumption-capacity and production-capacity are both given",
+            )
+        )
+        return np.zeros(horizon.steps), np.zeros(horizon.steps)
+    power = _series(spec.power_capacity, horizon, f"{path}.power-capacity", math.inf)
+    out = []
+    for name, s in (
+        ("consumption-capacity", spec.consumption_capacity),
+        ("production-capacity", spec.production_capacity),
+    ):
+        arr = np.minimum(_series(s, horizon, f"{path}.{name}", math.inf), power)
+        field = f"{path}.{name}" if s is not None else f"{path}.power-capacity"
+        check(issues, bool((arr >= 0).all()), field, "must not be negative")
+        out.append(np.maximum(arr, 0.0))
+    return out[0], out[1]
+
+
+def bounds_from_instants(
+    name: str,
+    soc_at_start: float,
+    soc_min: float,
+    soc_max: float,
+    *,
+    minima: Instants | None,
+    maxima: Instants | None,
+    targets: Instants | None,
+    horizon: Horizon,
+    path: str,
+    issues: list[FieldIssue],
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Per-instant SoC bounds and the field each comes from (for error messages)."""
+    m = horizon.steps + 1
+    check(
+        issues,
+        soc_min <= soc_max,
+        f"{path}.soc-min",
+        f"{soc_min:g} kWh is above soc-max {soc_max:g} kWh",
+    )
+    check(
+        issues,
+        soc_min - TOLERANCE <= soc_at_start <= soc_max + TOLERANCE,
+        f"{path}.soc-at-start",
+        f"{soc_at_start:g} kWh is outside [soc-min, soc-max] = [{soc_min:g}, {soc_max:g}] kWh",
+    )
+    lower, upper = np.full(m, soc_min), np.full(m, soc_max)
+    lower_source, upper_source = ["soc-min"] * m, ["soc-max"] * m
+    for field, inst in (("soc-minima", minima), ("soc-maxima", maxima), ("soc-targets", targets)):
+        if inst is None:
+            continue
+        try:
+            values = inst.resolve(horizon, f"{path}.{field}")
+        except RequestValidationError as err:
+            issues.extend(err.issues)
+            continue
+        labels = _entry_labels(inst, horizon, field)
+        for s in np.flatnonzero(~np.isnan(values)):
+            v = float(values[s])
+            entry = labels[s]
+            where = f"{path}.{entry}"
+            check(
+                issues,
+                v <= soc_max + TOLERANCE,
+                where,
+                f"{v:g} kWh is above soc-max {soc_max:g} kWh",
+            )
+            check(
+                issues,
+                v >= soc_min - TOLERANCE,
+                where,
+                f"{v:g} kWh is below soc-min {soc_min:g} kWh",
+            )
+            if field in ("soc-minima", "soc-targets") and v > lower[s]:
+                lower[s], lower_source[s] = v, entry
+            if field in ("soc-maxima", "soc-targets") and v < upper[s]:
+                upper[s], upper_source[s] = v, entry
+    lower[0] = upper[0] = soc_at_start
+    lower_source[0] = upper_source[0] = "soc-at-start"
+    return lower, upper, lower_source, upper_source
+
+
+def _entry_labels(inst: Instants, horizon: Horizon, field: str) -> list[str]:
+    labels = [field] * (horizon.steps + 1)
+    for i, entry in enumerate(inst.entries):
+        a, b = horizon.instant_index(entry.start), horizon.instant_index(entry.end)
+        if a is not None and b is not None:
+            labels[a : b + 1] = [f"{field}[{i}]"] * (b + 1 - a)
+    return labels
+
+
+def precheck(
+    p: StorageParams, horizon: Horizon, site_lower: np.ndarray, site_upper: np.ndarray
+) -> None:
+    """Forward reachability of the SoC, exact for the device on its own.
+
+    The set of reachable SoCs is an interval at every instant; propagate it through the
+    dynamics with the most/least charging allowed and intersect it with the bounds. An
+    empty intersection names the bound that cannot be met, when, and the best reachable.
+    ``site_lower``/``site_upper`` bound the device's power by what the site's connection
+    leaves it (capacity minus the other devices' least use).
+    """
+    dt = horizon.dt
+    lo = hi = p.soc_at_start
+    net_lo = np.maximum(site_lower, -np.inf if p.net_lower is None else p.net_lower)
+    net_hi = np.minimum(site_upper, np.inf if p.net_upper is None else p.net_upper)
+    site_binds = bool((site_lower > -p.discharge_max).any() or (site_upper < p.charge_max).any())
+    for t in range(horizon.steps):
+        a = max(-p.discharge_max[t], net_lo[t])
+        b = min(p.charge_max[t], net_hi[t])
+        if a > b + TOLERANCE:
+            raise InfeasibleError(
+                f"power-fixed/site capacity of {p.name} at {horizon.at(t).isoformat()} allow "
+                f"[{net_lo[t]:g}, {net_hi[t]:g}] kW but the device can only do "
+                f"[{-p.discharge_max[t]:g}, {p.charge_max[t]:g}] kW",
+                constraint="power-fixed",
+                time=horizon.at(t),
+                device=p.name,
+            )
+        gain_hi = p.eta_c[t] * b if b >= 0 else b / p.eta_d[t]
+        gain_lo = p.eta_c[t] * a if a >= 0 else a / p.eta_d[t]
+        up = p.keep[t] * hi + dt * (gain_hi - p.usage[t])
+        down = p.keep[t] * lo + dt * (gain_lo - p.usage[t])
+        s = t + 1
+        if up < p.lower[s] - TOLERANCE:
+            _unreachable(
+                p,
+                horizon,
+                s,
+                up,
+                "at most",
+                p.lower_source[s],
+                p.lower[s],
+                p.charge_field,
+                site_binds,
+            )
+        if down > p.upper[s] + TOLERANCE:
+            _unreachable(
+                p,
+                horizon,
+                s,
+                down,
+                "at least",
+                p.upper_source[s],
+                p.upper[s],
+                p.discharge_field,
+                site_binds,
+            )
+        hi, lo = min(up, p.upper[s]), max(down, p.lower[s])
+
+
+def _unreachable(
+    p: StorageParams,
+    horizon: Horizon,
+    s: int,
+    best: float,
+    bound: str,
+    source: str,
+    value: float,
+    capacity: str,
+    site_binds: bool,
+) -> None:
+    when = horizon.at(s)
+    family = source.split("[")[0]
+    site = ", usage and the site's connection capacity" if site_binds else " and usage"
+    raise InfeasibleError(
+        f"{source} = {value:.4g} kWh at {when.isoformat()} cannot be met for {p.name}: "
+        f"{bound} {best:.4g} kWh is reachable given soc-at-start, {capacity}, "
+        f"efficiencies{site}",
+        constraint=family,
+        time=when,
+        device=p.name,
+    )
+
+
+def formulate(p: StorageParams, lm: LinearModel, horizon: Horizon) -> DeviceVars:
+    """Add the storage's columns and its ``soc-dynamics`` rows to ``lm``."""
+    n, dt = horizon.steps, horizon.dt
+    charge = lm.add_vars("charge", n, 0.0, p.charge_max, device=p.name)
+    discharge = lm.add_vars("discharge", n, 0.0, p.discharge_max, device=p.name)
+    soc = lm.add_vars("soc", n + 1, p.lower, p.upper, device=p.name, instant=True)
+    lm.add_rows(
+        "soc-dynamics",
+        [(1.0, soc[1:]), (-p.keep, soc[:-1]), (-dt * p.eta_c, charge), (dt / p.eta_d, discharge)],
+        -dt * p.usage,
+        -dt * p.usage,
+        device=p.name,
+        instant=True,
+        offset=1,
+    )
+    dv = DeviceVars(p.name, "storage", n, consumption=[charge], production=[discharge], soc=soc)
+    if (p.discharge_max > 0).any() and (p.charge_max > 0).any():
+        dv.exclusive.append((charge, discharge))
+    dv.extra["bound_source"] = (p.lower_source, p.upper_source)
+    return dv

@@ -1,0 +1,40 @@
+"""vpp's storage layer: SQLAlchemy models, Alembic migrations and repository functions.
+
+This package imports nothing from vpp except :mod:`vpp.settings`::
+
+    from vpp.store import make_engine, session_factory, upgrade
+    from vpp.store import repository as repo
+
+    engine = make_engine()        # VPP_DATABASE_URL or sqlite:///<VPP_DATA_DIR>/vpp.db
+    upgrade(engine)               # Alembic migrations to head
+    with session_factory(engine).begin() as session:
+        job = repo.create_job(session, "storage", {"site": "demo"})
+"""
+
+from vpp.store.db import alembic_config, downgrade, make_engine, session_factory, upgrade
+from vpp.store.tables import (
+    Account,
+    Base,
+    Device,
+    Schedule,
+    SchedulingJob,
+    Sensor,
+    Site,
+    TimedValue,
+)
+
+__all__ = [
+    "Account",
+    "Base",
+    "Device",
+    "Schedule",
+    "SchedulingJob",
+    "Sensor",
+    "Site",
+    "TimedValue",
+    "alembic_config",
+    "downgrade",
+    "make_engine",
+    "session_factory",
+    "upgrade",
+]

@@ -1,0 +1,277 @@
+"""The relational model: SQLAlchemy 2.x typed declarative tables.
+
+Every datetime column is timezone-aware and stored as UTC (:class:`UTCDateTime`); JSON columns
+are ``JSON`` on SQLite and ``JSONB`` on PostgreSQL. Enumerations are short strings guarded by
+named CHECK constraints. The schema itself is created by the Alembic migrations in
+``vpp/store/migrations``, which must stay in step with this module (a test compares them).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Double,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+ACCOUNT_KINDS: Final = ("aggregator", "consultancy", "dso")
+DEVICE_TYPES: Final = ("storage", "heat", "shiftable", "generation", "inflexible")
+JOB_KINDS: Final = ("storage", "shifting", "portfolio")
+JOB_STATUSES: Final = ("queued", "running", "finished", "failed", "cancelled")
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time as a timezone-aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def _in(column: str, allowed: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(value) for value in allowed)})"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that only accepts aware datetimes and returns UTC ones.
+
+    PostgreSQL stores ``timestamptz`` natively; SQLite has no time zones, so values are
+    converted to UTC before they are written and marked UTC when they are read back.
+    Naive datetimes are refused rather than guessed at.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: vpp stores timezone-aware datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def json_type(*, none_as_null: bool = False) -> TypeEngine[Any]:
+    """``JSON`` that becomes ``JSONB`` on PostgreSQL."""
+    return JSON(none_as_null=none_as_null).with_variant(
+        JSONB(none_as_null=none_as_null), "postgresql"
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Account(Base):
+    """An organisation: an aggregator, a consultancy (with client accounts) or a DSO."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (CheckConstraint(_in("kind", ACCOUNT_KINDS), name="kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="aggregator")
+    parent_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    sites: Mapped[list[Site]] = relationship(
+        back_populates="account", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"Account(id={self.id!r}, name={self.name!r}, kind={self.kind!r})"
+
+
+class Site(Base):
+    """A grid connection with its devices and the site-level flex-context."""
+
+    __tablename__ = "sites"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    ean: Mapped[str | None] = mapped_column(String(64))
+    congestion_point: Mapped[str | None] = mapped_column(String(255))
+    flex_context: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    account: Mapped[Account] = relationship(back_populates="sites")
+    devices: Mapped[list[Device]] = relationship(
+        back_populates="site",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="Device.id",
+    )
+
+    def __repr__(self) -> str:
+        return f"Site(id={self.id!r}, account_id={self.account_id!r}, name={self.name!r})"
+
+
+class Device(Base):
+    """A flexible (or inflexible) asset behind a site's connection, with its flex-model."""
+
+    __tablename__ = "devices"
+    __table_args__ = (
+        UniqueConstraint("site_id", "name"),
+        CheckConstraint(_in("type", DEVICE_TYPES), name="type"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(16))
+    flex_model: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
+
+    site: Mapped[Site] = relationship(back_populates="devices")
+
+    def __repr__(self) -> str:
+        return f"Device(id={self.id!r}, site_id={self.site_id!r}, name={self.name!r})"
+
+
+class Sensor(Base):
+    """A named time series (prices, measurements, forecasts) with a unit and a resolution."""
+
+    __tablename__ = "sensors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    site_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sites.id", ondelete="SET NULL"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    unit: Mapped[str] = mapped_column(String(32))
+    resolution_seconds: Mapped[int] = mapped_column(Integer)
+
+    @property
+    def resolution(self) -> timedelta:
+        return timedelta(seconds=self.resolution_seconds)
+
+    def __repr__(self) -> str:
+        return f"Sensor(id={self.id!r}, name={self.name!r}, unit={self.unit!r})"
+
+
+class TimedValue(Base):
+    """One belief about one event of a sensor: several beliefs (and sources) per event."""
+
+    __tablename__ = "timed_values"
+
+    sensor_id: Mapped[int] = mapped_column(
+        ForeignKey("sensors.id", ondelete="CASCADE"), primary_key=True
+    )
+    event_start: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    belief_time: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    event_resolution_seconds: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float] = mapped_column(Double)
+
+    def __repr__(self) -> str:
+        return (
+            f"TimedValue(sensor_id={self.sensor_id!r}, event_start={self.event_start!r}, "
+            f"source={self.source!r}, value={self.value!r})"
+        )
+
+
+class SchedulingJob(Base):
+    """A scheduling request and its lifecycle: queued → running → finished/failed/cancelled."""
+
+    __tablename__ = "scheduling_jobs"
+    __table_args__ = (
+        CheckConstraint(_in("kind", JOB_KINDS), name="kind"),
+        CheckConstraint(_in("status", JOB_STATUSES), name="status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    request: Mapped[dict[str, Any]] = mapped_column(json_type())
+    result: Mapped[dict[str, Any] | None] = mapped_column(json_type(none_as_null=True))
+    error: Mapped[dict[str, Any] | None] = mapped_column(json_type(none_as_null=True))
+    progress: Mapped[dict[str, Any] | None] = mapped_column(json_type(none_as_null=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"SchedulingJob(id={self.id!r}, kind={self.kind!r}, status={self.status!r})"
+
+
+class Schedule(Base):
+    """A computed schedule: equidistant values from ``start`` every ``resolution_seconds``."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str | None] = mapped_column(
+        ForeignKey("scheduling_jobs.id", ondelete="SET NULL"), index=True
+    )
+    site_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sites.id", ondelete="SET NULL"), index=True
+    )
+    device_name: Mapped[str | None] = mapped_column(String(255))
+    start: Mapped[datetime] = mapped_column(UTCDateTime())
+    resolution_seconds: Mapped[int] = mapped_column(Integer)
+    values: Mapped[list[float]] = mapped_column(json_type())
+    unit: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    @property
+    def resolution(self) -> timedelta:
+        return timedelta(seconds=self.resolution_seconds)
+
+    def __repr__(self) -> str:
+        return f"Schedule(id={self.id!r}, job_id={self.job_id!r}, device={self.device_name!r})"
+
+
+__all__ = [
+    "ACCOUNT_KINDS",
+    "DEVICE_TYPES",
+    "JOB_KINDS",
+    "JOB_STATUSES",
+    "Account",
+    "Base",
+    "Device",
+    "Schedule",
+    "SchedulingJob",
+    "Sensor",
+    "Site",
+    "TimedValue",
+    "UTCDateTime",
+    "utcnow",
+]

@@ -1,0 +1,106 @@
+"""Quantities with units, parsed by pint into vpp's canonical units.
+
+vpp computes in one set of units so no formula carries a conversion factor:
+
+========  ==================  =========================================
+kind      canonical unit      accepted examples
+========  ==================  =========================================
+power     kW                  "5 kW", "5000 W", "0.005 MW"
+energy    kWh                 "10 kWh", "0.01 MWh"
+price     EUR/kWh             "50 EUR/MWh", "0.05 EUR/kWh"
+fraction  1 (dimensionless)   "95%", "0.95", 0.95
+========  ==================  =========================================
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Literal
+
+import pint
+
+Kind = Literal["power", "energy", "price", "fraction"]
+
+CANONICAL: dict[Kind, str] = {
+    "power": "kW",
+    "energy": "kWh",
+    "price": "EUR/kWh",
+    "fraction": "dimensionless",
+}
+"""The unit vpp computes in, per kind of quantity."""
+
+DISPLAY: dict[Kind, str] = {"power": "kW", "energy": "kWh", "price": "EUR/MWh", "fraction": ""}
+
+
+@lru_cache(maxsize=1)
+def registry() -> pint.UnitRegistry:
+    """The process-wide unit registry (built on first use: it takes ~0.1 s)."""
+    ureg: pint.UnitRegistry = pint.UnitRegistry()
+    ureg.define("EUR = [currency] = euro")
+    return ureg
+
+
+@lru_cache(maxsize=4096)
+def factor(unit: str, kind: Kind) -> float:
+    """Multiplier that turns a number in ``unit`` into the canonical unit of ``kind``.
+
+    Raises ``ValueError`` with a readable message for unknown or mismatched units.
+    """
+    ureg = registry()
+    text = unit.strip().replace("%", " percent") or "dimensionless"
+    try:
+        return float(ureg.Quantity(1.0, text).to(CANONICAL[kind]).magnitude)
+    except pint.UndefinedUnitError:
+        raise ValueError(f"unknown unit {unit!r}") from None
+    except pint.DimensionalityError:
+        raise ValueError(f"unit {unit!r} is not {_a(kind)} unit (e.g. {_example(kind)})") from None
+    except (pint.PintError, AttributeError, TypeError, ValueError, SyntaxError):
+        raise ValueError(f"cannot read unit {unit!r}") from None
+
+
+@lru_cache(maxsize=4096)
+def _parse_text(text: str, kind: Kind) -> float:
+    ureg = registry()
+    cleaned = text.strip().replace("%", " percent")
+    if not cleaned:
+        raise ValueError(f"empty {kind} quantity")
+    try:
+        quantity: Any = ureg.Quantity(cleaned)
+    except pint.UndefinedUnitError:
+        raise ValueError(f"unknown unit in {text!r}") from None
+    except (pint.PintError, AttributeError, TypeError, ValueError, SyntaxError):
+        raise ValueError(f"cannot read {text!r} as a {kind} (e.g. {_example(kind)})") from None
+    if not isinstance(quantity, pint.Quantity) or not isinstance(quantity.magnitude, int | float):
+        raise ValueError(f"cannot read {text!r} as a {kind} (e.g. {_example(kind)})")
+    if kind != "fraction" and quantity.dimensionless and not str(quantity.units):
+        raise ValueError(f"{text!r} has no unit; write e.g. {_example(kind)}")
+    try:
+        return float(quantity.to(CANONICAL[kind]).magnitude)
+    except pint.DimensionalityError:
+        raise ValueError(f"{text!r} is not {_a(kind)} (e.g. {_example(kind)})") from None
+
+
+def parse_quantity(value: object, kind: Kind) -> float:
+    """Parse ``"5 kW"``-style text (or a bare number, for fractions only) to canonical units."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a {kind}, got a boolean")
+    if isinstance(value, int | float):
+        if kind == "fraction":
+            return float(value)
+        raise ValueError(f"{value!r} has no unit; write e.g. {_example(kind)}")
+    if isinstance(value, str):
+        return _parse_text(value, kind)
+    raise ValueError(f"expected a {kind} as text such as {_example(kind)}")
+
+
+def _a(kind: Kind) -> str:
+    return f"an {kind}" if kind == "energy" else f"a {kind}"
+
+
+def _example(kind: Kind) -> str:
+    return {
+        "power": "'5 kW'",
+        "energy": "'10 kWh'",
+        "price": "'50 EUR/MWh'",
+        "fraction": "'95%' or 0.95",
+    }[kind]
