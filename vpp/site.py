@@ -329,6 +329,12 @@ class SiteProblem:
             )
         self._exclusive_done.update((int(a[0]), int(s)) for s in steps)
 
+    def to_pyomo(self) -> Any:
+        """The site model as a Pyomo ``ConcreteModel`` (same optimum, minus a constant)."""
+        from vpp.pyomo_export import to_pyomo
+
+        return to_pyomo(self.model, self.base_cost)
+
     # -- solving ---------------------------------------------------------------------
     def solve(
         self,

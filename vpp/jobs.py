@@ -1,0 +1,87 @@
+"""Service layer between the scheduler and the store: run a site request as a stored job.
+
+A job row is written *before* solving (status ``running``), so a crash leaves a trace; the
+result and one schedule row per device (and one for the site) are written in the same
+transaction that marks the job ``finished``. A ``VppError`` marks the job ``failed`` with
+its problem+json body.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from vpp.errors import VppError
+from vpp.site import SiteProblem, SiteSchedule
+from vpp.store import Site
+from vpp.store import repository as repo
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StoredRun:
+    job_id: str
+    schedule: SiteSchedule
+    problem: SiteProblem
+
+
+def site_devices(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's devices in the store's shape: name, type and the flex-model itself."""
+    from vpp.request import parse_request
+
+    parsed = parse_request(request)
+    raw = request["flex-model"]
+    raw_list = [raw] if isinstance(raw, dict) else raw
+    return [
+        {"name": spec.label, "type": spec.type, "flex_model": dict(raw_dev)}
+        for spec, raw_dev in zip(parsed.flex_model, raw_list, strict=True)
+    ]
+
+
+def run_site_job(
+    sessions: sessionmaker[Session],
+    request: dict[str, Any],
+    *,
+    account_name: str,
+    site_name: str,
+) -> StoredRun:
+    """Schedule one site and store site, job, result and schedules."""
+    with sessions.begin() as session:
+        account = repo.get_or_create_account(session, account_name)
+        site = repo.upsert_site(session, account, site_name, request.get("flex-context", {}),
+                                site_devices(request))
+        job = repo.create_job(session, "storage", request, account=account)
+        repo.set_job_status(session, job.id, "running")
+        job_id, site_id = job.id, site.id
+    try:
+        problem = SiteProblem(request)
+        schedule = problem.solve()
+    except VppError as err:
+        with sessions.begin() as session:
+            repo.set_job_status(session, job_id, "failed", error=err.to_problem())
+        raise
+    result = schedule.to_json()
+    with sessions.begin() as session:
+        site = session.get(Site, site_id)
+        job = repo.get_job(session, job_id)
+        resolution = schedule.horizon.resolution
+        for name, power in schedule.device_power.items():
+            _save(session, site, job, name, schedule, power.tolist(), resolution)
+        _save(session, site, job, None, schedule, schedule.site_power.tolist(), resolution)
+        repo.set_job_status(session, job_id, "finished", result=result)
+    logger.info("job %s finished: cost %.4f EUR", job_id, schedule.cost)
+    return StoredRun(job_id, schedule, problem)
+
+
+def _save(
+    session: Session, site: Any, job: Any, device: str | None, schedule: SiteSchedule,
+    values: list[float], resolution: timedelta,
+) -> None:
+    repo.save_schedule(session, site=site, job=job, device_name=device,
+                       start=schedule.horizon.start, resolution=resolution, values=values,
+                       unit="kW")
