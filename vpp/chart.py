@@ -34,11 +34,23 @@ def plot_schedule(
     ax_price.set_title(title)
     for name, power in schedule.device_power.items():
         ax_power.step(steps[:-1], power, where="post", label=name, linewidth=1.2)
-    ax_power.step(steps[:-1], schedule.site_power, where="post", label="site (scheduled)",
-                  color="black", linewidth=2.2)
+    ax_power.step(
+        steps[:-1],
+        schedule.site_power,
+        where="post",
+        label="site (scheduled)",
+        color="black",
+        linewidth=2.2,
+    )
     if baseline is not None:
-        ax_power.step(steps[:-1], baseline.site_power, where="post", color="grey",
-                      linestyle="--", label="site (unscheduled)")
+        ax_power.step(
+            steps[:-1],
+            baseline.site_power,
+            where="post",
+            color="grey",
+            linestyle="--",
+            label="site (unscheduled)",
+        )
     ax_power.axhline(0.0, color="grey", linewidth=0.6)
     ax_power.set_ylabel("power kW\n(+ consumption)")
     ax_power.legend(loc="upper left", fontsize=8, ncol=4)

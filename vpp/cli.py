@@ -102,25 +102,35 @@ def _demo(args: argparse.Namespace) -> int:
     settings = get_settings()
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    run = run_site_job(session_factory(engine), demo_request(), account_name="demo",
-                       site_name="demo-home")
+    run = run_site_job(
+        session_factory(engine), demo_request(), account_name="demo", site_name="demo-home"
+    )
     schedule, problem = run.schedule, run.problem
     base = baseline(problem)
     dt = problem.horizon.dt
-    print("vpp demo: a home with battery, EV, heat pump, PV and a washing machine, "
-          f"{problem.horizon.steps} quarter-hours from {problem.horizon.start.isoformat()}")
+    print(
+        "vpp demo: a home with battery, EV, heat pump, PV and a washing machine, "
+        f"{problem.horizon.steps} quarter-hours from {problem.horizon.start.isoformat()}"
+    )
     print(f"  cost, scheduled:    {schedule.cost:8.2f} EUR")
-    print(f"  cost, unscheduled:  {base.cost:8.2f} EUR   (saving {base.cost - schedule.cost:.2f}"
-          " EUR)")
-    print(f"  peak import:        {schedule.site_power.max():8.2f} kW  (unscheduled "
-          f"{base.site_power.max():.2f} kW)")
+    print(
+        f"  cost, unscheduled:  {base.cost:8.2f} EUR   (saving {base.cost - schedule.cost:.2f} EUR)"
+    )
+    print(
+        f"  peak import:        {schedule.site_power.max():8.2f} kW  (unscheduled "
+        f"{base.site_power.max():.2f} kW)"
+    )
     print("  energy per device (kWh, + consumed / - produced):")
     for name, power in schedule.device_power.items():
         before = base.device_power[name]
         print(f"    {name:16s} {power.sum() * dt:8.2f}   (unscheduled {before.sum() * dt:.2f})")
-    chart = plot_schedule(schedule, Path(args.chart),
-                          consumption_price=np.asarray(problem.inputs.consumption_price),
-                          baseline=base, title="vpp demo: scheduled home")
+    chart = plot_schedule(
+        schedule,
+        Path(args.chart),
+        consumption_price=np.asarray(problem.inputs.consumption_price),
+        baseline=base,
+        title="vpp demo: scheduled home",
+    )
     print(f"  stored as job {run.job_id} in {_safe_url(settings.database_url)}")
     print(f"  chart: {chart}")
     if args.output:

@@ -42,11 +42,7 @@ def pv_forecast(peak_kw: float = 6.0) -> np.ndarray:
 
 def house_load() -> np.ndarray:
     h = np.arange(STEPS) * DT
-    load = (
-        0.35
-        + 0.6 * np.exp(-(((h - 7.5) / 1.0) ** 2))
-        + 1.2 * np.exp(-(((h - 19.0) / 1.8) ** 2))
-    )
+    load = 0.35 + 0.6 * np.exp(-(((h - 7.5) / 1.0) ** 2)) + 1.2 * np.exp(-(((h - 19.0) / 1.8) ** 2))
     return np.round(load, 3)
 
 
@@ -69,16 +65,24 @@ def demo_request() -> dict[str, Any]:
         "resolution": "PT15M",
         "flex-model": [
             {
-                "name": "battery", "type": "storage",
-                "soc-at-start": "4 kWh", "soc-min": "1 kWh", "soc-max": "13.5 kWh",
-                "power-capacity": "5 kW", "roundtrip-efficiency": "90%",
+                "name": "battery",
+                "type": "storage",
+                "soc-at-start": "4 kWh",
+                "soc-min": "1 kWh",
+                "soc-max": "13.5 kWh",
+                "power-capacity": "5 kW",
+                "roundtrip-efficiency": "90%",
                 "storage-efficiency": "99.99%",
                 "soc-targets": [{"datetime": _at(24), "value": "4 kWh"}],
             },
             {
-                "name": "ev", "type": "storage",
-                "soc-at-start": "30 kWh", "soc-min": "8 kWh", "soc-max": "60 kWh",
-                "consumption-capacity": "11 kW", "production-capacity": "0 kW",
+                "name": "ev",
+                "type": "storage",
+                "soc-at-start": "30 kWh",
+                "soc-min": "8 kWh",
+                "soc-max": "60 kWh",
+                "consumption-capacity": "11 kW",
+                "production-capacity": "0 kW",
                 "charging-efficiency": "92%",
                 "availability": [
                     {"start": START, "end": _at(7.5)},
@@ -90,21 +94,30 @@ def demo_request() -> dict[str, Any]:
                 "soc-targets": [{"datetime": _at(24), "value": "40 kWh"}],
             },
             {
-                "name": "heat-pump", "type": "heat",
-                "soc-at-start": "12 kWh", "soc-min": "4 kWh", "soc-max": "24 kWh",
-                "cop": "3.4", "power-capacity": "3 kW", "storage-efficiency": "99.9%",
+                "name": "heat-pump",
+                "type": "heat",
+                "soc-at-start": "12 kWh",
+                "soc-min": "4 kWh",
+                "soc-max": "24 kWh",
+                "cop": "3.4",
+                "power-capacity": "3 kW",
+                "storage-efficiency": "99.9%",
                 "heat-demand": {"values": heat_demand().tolist(), "unit": "kW"},
                 "soc-targets": [{"datetime": _at(24), "value": "12 kWh"}],
             },
             {
-                "name": "pv", "type": "generation", "curtailable": True,
+                "name": "pv",
+                "type": "generation",
+                "curtailable": True,
                 "production": {"values": pv_forecast().tolist(), "unit": "kW"},
             },
             {
-                "name": "washing-machine", "type": "shiftable",
+                "name": "washing-machine",
+                "type": "shiftable",
                 "power": {"values": [2.0, 2.0, 0.4, 0.4, 0.4, 1.8], "unit": "kW"},
                 "process-type": "SHIFTABLE",
-                "earliest-start": _at(8), "latest-end": _at(22),
+                "earliest-start": _at(8),
+                "latest-end": _at(22),
             },
         ],
         "flex-context": {
@@ -144,8 +157,11 @@ def baseline(problem: SiteProblem) -> SiteSchedule:
     site = sum(powers.values(), house_load())
     inputs = problem.inputs
     cost = float(
-        DT * (inputs.consumption_price @ np.maximum(site, 0.0)
-              - inputs.production_price @ np.maximum(-site, 0.0))
+        DT
+        * (
+            inputs.consumption_price @ np.maximum(site, 0.0)
+            - inputs.production_price @ np.maximum(-site, 0.0)
+        )
     )
     kinds = {dv.name: dv.kind for dv, _ in problem.devices}
     return SiteSchedule(problem.horizon, powers, {}, kinds, site, cost, cost)

@@ -53,8 +53,9 @@ def run_site_job(
     """Schedule one site and store site, job, result and schedules."""
     with sessions.begin() as session:
         account = repo.get_or_create_account(session, account_name)
-        site = repo.upsert_site(session, account, site_name, request.get("flex-context", {}),
-                                site_devices(request))
+        site = repo.upsert_site(
+            session, account, site_name, request.get("flex-context", {}), site_devices(request)
+        )
         job = repo.create_job(session, "storage", request, account=account)
         repo.set_job_status(session, job.id, "running")
         job_id, site_id = job.id, site.id
@@ -67,21 +68,33 @@ def run_site_job(
         raise
     result = schedule.to_json()
     with sessions.begin() as session:
-        site = session.get(Site, site_id)
+        stored_site = session.get(Site, site_id)
         job = repo.get_job(session, job_id)
         resolution = schedule.horizon.resolution
         for name, power in schedule.device_power.items():
-            _save(session, site, job, name, schedule, power.tolist(), resolution)
-        _save(session, site, job, None, schedule, schedule.site_power.tolist(), resolution)
+            _save(session, stored_site, job, name, schedule, power.tolist(), resolution)
+        _save(session, stored_site, job, None, schedule, schedule.site_power.tolist(), resolution)
         repo.set_job_status(session, job_id, "finished", result=result)
     logger.info("job %s finished: cost %.4f EUR", job_id, schedule.cost)
     return StoredRun(job_id, schedule, problem)
 
 
 def _save(
-    session: Session, site: Any, job: Any, device: str | None, schedule: SiteSchedule,
-    values: list[float], resolution: timedelta,
+    session: Session,
+    site: Any,
+    job: Any,
+    device: str | None,
+    schedule: SiteSchedule,
+    values: list[float],
+    resolution: timedelta,
 ) -> None:
-    repo.save_schedule(session, site=site, job=job, device_name=device,
-                       start=schedule.horizon.start, resolution=resolution, values=values,
-                       unit="kW")
+    repo.save_schedule(
+        session,
+        site=site,
+        job=job,
+        device_name=device,
+        start=schedule.horizon.start,
+        resolution=resolution,
+        values=values,
+        unit="kW",
+    )

@@ -55,8 +55,10 @@ def to_pyomo(model: LinearModel, cost: np.ndarray) -> Any:
         m.add_component(_name(family.name, family.device, used), con)
         for i, r in enumerate(rows):
             start, stop = a.indptr[r], a.indptr[r + 1]
-            body = sum(float(v) * columns[c] for c, v in
-                       zip(a.indices[start:stop], a.data[start:stop], strict=True))
+            body = sum(
+                float(v) * columns[c]
+                for c, v in zip(a.indices[start:stop], a.data[start:stop], strict=True)
+            )
             lower = None if np.isinf(rlo[r]) else float(rlo[r])
             upper = None if np.isinf(rhi[r]) else float(rhi[r])
             con[i] = (lower, body, upper)
