@@ -34,6 +34,7 @@ import numpy as np
 from vpp import generation, heat, shiftable, storage
 from vpp.device import Common, DeviceSpec, DeviceVars, apply_common, resolve_common
 from vpp.errors import FieldIssue, InfeasibleError, RequestValidationError, VppError
+from vpp.exclusive import Exclusivity
 from vpp.linear import INF, LinearModel, Term
 from vpp.request import FlexContext, ScheduleRequest, parse_request
 from vpp.solver import HighsSolver
@@ -41,7 +42,6 @@ from vpp.timeseries import Horizon, iso_duration
 
 logger = logging.getLogger(__name__)
 
-EXCLUSIVE_TOLERANCE = 1e-7  # kW: below this, "both positive" is solver noise
 
 # kind -> (resolve, precheck or None, formulate)
 _MODULES: dict[str, tuple[Callable[..., Any], Callable[..., None] | None, Callable[..., Any]]] = {
@@ -195,7 +195,8 @@ class SiteProblem:
         self.horizon = self.inputs.horizon
         self.model = LinearModel()
         self.devices: list[tuple[DeviceVars, Common]] = []
-        self._exclusive_done: set[tuple[int, int]] = set()
+        self.import_export = Exclusivity("no-simultaneous-import-export")
+        self.charge_discharge = Exclusivity("no-simultaneous-charge-discharge")
         self._build()
         self._precheck()
         self.solver = HighsSolver(self.model)
@@ -221,6 +222,7 @@ class SiteProblem:
             dv = _MODULES[spec.type][2](params, lm, self.horizon)
             apply_common(lm, dv, common)
             self.devices.append((dv, common))
+            self.charge_discharge.pairs += [(a, b, dv.name) for a, b in dv.exclusive]
         self._check_site_capacity()
         constant = inp.inflexible + sum(
             (dv.constant for dv, _ in self.devices if dv.constant is not None), np.zeros(n)
@@ -257,9 +259,7 @@ class SiteProblem:
         self.base_cost = cost
         spread = np.flatnonzero(inp.production_price > inp.consumption_price + 1e-12)
         if spread.size:
-            self._add_exclusive(
-                self.imports, self.exports, spread, "no-simultaneous-import-export", None
-            )
+            self.import_export.add_binaries(self.model, self.imports, self.exports, spread, None)
 
     def _ranges(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Least and most power of every device per step, from its column bounds."""
@@ -308,27 +308,6 @@ class SiteProblem:
                 time=self.horizon.at(t),
             )
 
-    def _add_exclusive(
-        self, a: np.ndarray, b: np.ndarray, steps: np.ndarray, family: str, device: str | None
-    ) -> None:
-        """``a[t] * b[t] = 0`` at ``steps``: ``a <= M_a*y``, ``b <= M_b*(1-y)``, y binary."""
-        _, hi = self.model.bounds()
-        y = self.model.add_vars(
-            f"{family}-binary", len(steps), 0.0, 1.0, device=device, integer=True
-        )
-        for cols, sign in ((a, 1.0), (b, -1.0)):
-            m = hi[cols[steps]]
-            upper = np.zeros(len(steps)) if sign > 0 else m
-            self.model.add_rows(
-                family,
-                [(1.0, cols[steps]), (-sign * m, y)],
-                -INF,
-                upper,
-                device=device,
-                offset=int(steps[0]),
-            )
-        self._exclusive_done.update((int(a[0]), int(s)) for s in steps)
-
     def to_pyomo(self) -> Any:
         """The site model as a Pyomo ``ConcreteModel`` (same optimum, minus a constant)."""
         from vpp.pyomo_export import to_pyomo
@@ -363,32 +342,12 @@ class SiteProblem:
             solution = self.solver.solve()
             if solution.status == "infeasible":
                 raise self._explain_infeasible()
-            if not self._enforce_exclusive(solution.x):
+            if not self.charge_discharge.enforce(self.model, solution.x):
                 break
         result = self._schedule(solution.x, solution.objective + constant)
         if solution.status == "feasible":
             result.extra["mip-gap"] = solution.mip_gap
         return result
-
-    def _enforce_exclusive(self, x: np.ndarray) -> bool:
-        """Add binaries where a device both charges and discharges; True if any were added."""
-        added = False
-        for dv, _ in self.devices:
-            for a, b in dv.exclusive:
-                both = np.minimum(x[a], x[b]) > EXCLUSIVE_TOLERANCE
-                steps = np.array(
-                    [
-                        t
-                        for t in np.flatnonzero(both)
-                        if (int(a[0]), int(t)) not in self._exclusive_done
-                    ],
-                    dtype=int,
-                )
-                if steps.size:
-                    logger.debug("%s: no-simultaneous rows at %d steps", dv.name, steps.size)
-                    self._add_exclusive(a, b, steps, "no-simultaneous-charge-discharge", dv.name)
-                    added = True
-        return added
 
     def _schedule(self, x: np.ndarray, objective: float) -> SiteSchedule:
         dt = self.horizon.dt

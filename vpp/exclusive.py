@@ -1,0 +1,73 @@
+"""Complementarity of two non-negative columns, ``a[t] * b[t] = 0``, enforced lazily.
+
+A battery cannot charge and discharge in the same step; a site cannot import and export in
+the same step. An LP optimum only does both when that pays (wasting energy at negative
+prices, or selling above the buying price), so vpp solves the LP first and adds a binary
+``y`` only at the steps where both are positive:
+
+``a[t] <= M_a[t] * y[t]``, ``b[t] <= M_b[t] * (1 - y[t])``, ``M`` the columns' upper bounds.
+
+Repeating until no step has both positive gives the optimum of the model with binaries at
+every step: adding binaries only removes solutions, and the final solution is feasible for
+the fully constrained model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vpp.linear import INF, LinearModel
+
+logger = logging.getLogger(__name__)
+
+TOLERANCE = 1e-7  # kW: below this, "both positive" is solver noise
+
+
+@dataclass
+class Exclusivity:
+    """Pairs of column blocks that may not both be positive at one step."""
+
+    family: str
+    pairs: list[tuple[np.ndarray, np.ndarray, str | None]] = field(default_factory=list)
+    done: set[tuple[int, int]] = field(default_factory=set)
+
+    def add_binaries(
+        self,
+        model: LinearModel,
+        a: np.ndarray,
+        b: np.ndarray,
+        steps: np.ndarray,
+        device: str | None,
+    ) -> None:
+        _, hi = model.bounds()
+        y = model.add_vars(
+            f"{self.family}-binary", len(steps), 0.0, 1.0, device=device, integer=True
+        )
+        m_a, m_b = hi[a[steps]], hi[b[steps]]
+        model.add_rows(
+            self.family,
+            [(1.0, a[steps]), (-m_a, y)],
+            -INF,
+            0.0,
+            device=device,
+            offset=int(steps[0]),
+        )
+        model.add_rows(
+            self.family, [(1.0, b[steps]), (m_b, y)], -INF, m_b, device=device, offset=int(steps[0])
+        )
+        self.done.update((int(a[0]), int(s)) for s in steps)
+
+    def enforce(self, model: LinearModel, x: np.ndarray) -> bool:
+        """Add binaries where a pair is both positive in ``x``; True if any were added."""
+        added = False
+        for a, b, device in self.pairs:
+            both = np.flatnonzero(np.minimum(x[a], x[b]) > TOLERANCE)
+            steps = np.array([t for t in both if (int(a[0]), int(t)) not in self.done], int)
+            if steps.size:
+                logger.debug("%s: %s at %d steps", device, self.family, steps.size)
+                self.add_binaries(model, a, b, steps, device)
+                added = True
+        return added
