@@ -142,11 +142,18 @@ class LinearModel:
     def block_of_col(self, col: int) -> Block:
         return _find(self.var_blocks, col)
 
-    def tighten(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
+    def tighten(
+        self, cols: np.ndarray, lower: float | np.ndarray, upper: float | np.ndarray
+    ) -> None:
         """Intersect the bounds of ``cols`` with ``[lower, upper]``."""
         lo, hi = self.bounds()
-        lo[cols] = np.maximum(lo[cols], lower)
-        hi[cols] = np.minimum(hi[cols], upper)
+        self.set_bounds(cols, np.maximum(lo[cols], lower), np.minimum(hi[cols], upper))
+
+    def set_bounds(
+        self, cols: np.ndarray, lower: float | np.ndarray, upper: float | np.ndarray
+    ) -> None:
+        lo, hi = self.bounds()
+        lo[cols], hi[cols] = lower, upper
         self.col_lower, self.col_upper = [lo], [hi]
         self.version += 1
 

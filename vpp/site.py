@@ -36,6 +36,7 @@ from vpp.device import Common, DeviceSpec, DeviceVars, apply_common, resolve_com
 from vpp.errors import FieldIssue, InfeasibleError, RequestValidationError, VppError
 from vpp.exclusive import Exclusivity
 from vpp.linear import INF, LinearModel, Term
+from vpp.qp import ProxSolver
 from vpp.request import FlexContext, ScheduleRequest, parse_request
 from vpp.solver import HighsSolver
 from vpp.timeseries import Horizon, iso_duration
@@ -201,6 +202,8 @@ class SiteProblem:
         self._precheck()
         self.solver = HighsSolver(self.model)
         self.solver.set_cost(self.base_cost)
+        self.last_x: np.ndarray | None = None
+        self._prox: ProxSolver | None = None
 
     # -- building --------------------------------------------------------------------
     def _precheck(self) -> None:
@@ -342,12 +345,59 @@ class SiteProblem:
             solution = self.solver.solve()
             if solution.status == "infeasible":
                 raise self._explain_infeasible()
-            if not self.charge_discharge.enforce(self.model, solution.x):
+            # a QP cannot take binaries (HiGHS has no MIQP): the penalised solve relaxes them
+            if hessian is not None or not self.charge_discharge.enforce(self.model, solution.x):
                 break
+        self.last_x = solution.x
         result = self._schedule(solution.x, solution.objective + constant)
         if solution.status == "feasible":
             result.extra["mip-gap"] = solution.mip_gap
         return result
+
+    # -- ADMM ------------------------------------------------------------------------
+    def prox(
+        self, rho: float, target: np.ndarray, power_price: np.ndarray | None = None
+    ) -> np.ndarray:
+        """ADMM x-update: the site power minimising
+        ``cost + power_price @ P + rho/2 * ||P - target||^2`` (see :mod:`vpp.qp`).
+
+        Integer decisions (process starts, exclusivity binaries) stay as the last
+        :meth:`solve` chose them; the first call solves the site alone to choose them.
+        """
+        if self._prox is None:
+            if self.last_x is None:
+                self.solve(power_price)
+            assert self.last_x is not None
+            integer = np.flatnonzero(self.model.integrality())
+            fixed = {int(c): float(round(self.last_x[c])) for c in integer}
+            self._prox = ProxSolver(self.model, self.power, fixed)
+        cost = self.base_cost.copy()
+        if power_price is not None:
+            cost[self.power] += power_price
+        self.last_x = self._prox.solve(cost, rho, target)
+        return np.asarray(self.last_x[self.power])
+
+    def solve_within(
+        self, lower: np.ndarray, upper: np.ndarray, power_price: np.ndarray | None = None
+    ) -> SiteSchedule:
+        """Solve (LP or MILP) with the site's net power kept in ``[lower, upper]``.
+
+        The ADMM's final feasibility step: each site's share of a hard portfolio limit.
+        """
+        lo, hi = self.model.bounds()
+        saved = lo[self.power].copy(), hi[self.power].copy()
+        self.model.tighten(self.power, lower, upper)
+        self._prox = None  # the bounds changed
+        try:
+            return self.solve(power_price)
+        finally:
+            self.model.set_bounds(self.power, *saved)
+
+    def schedule_of_last(self) -> SiteSchedule:
+        """The schedule of the last solve or x-update."""
+        if self.last_x is None:
+            return self.solve()
+        return self._schedule(self.last_x, float("nan"))
 
     def _schedule(self, x: np.ndarray, objective: float) -> SiteSchedule:
         dt = self.horizon.dt

@@ -187,4 +187,6 @@ class HighsSolver:
         hessian.index_ = nz.astype(np.int32)
         hessian.value_ = diag[nz]
         self.highs.passHessian(hessian)
+        # HiGHS 1.16's QP hot start can fail after the Hessian changed: start the QP afresh
+        self.highs.clearSolver()
         self._hessian_passed = True
