@@ -118,6 +118,35 @@ class LinearModel:
         self.version += 1
         return rows
 
+    def append(self, other: LinearModel, prefix: str) -> int:
+        """Copy ``other`` into this model (devices renamed ``prefix/device``); its column
+        offset here."""
+        col0, row0 = self.n_cols, self.n_rows
+        lo, hi = other.bounds()
+        rlo, rhi = other.row_bounds()
+        self.col_lower.append(lo)
+        self.col_upper.append(hi)
+        self.col_integer.append(other.integrality())
+        self.row_lower.append(rlo)
+        self.row_upper.append(rhi)
+        a = other.matrix().tocoo()
+        self._rows.append(a.row + row0)
+        self._cols.append(a.col + col0)
+        self._vals.append(a.data)
+        for src, dst, shift in (
+            (other.var_blocks, self.var_blocks, col0),
+            (other.families, self.families, row0),
+        ):
+            for b in src:
+                device = f"{prefix}/{b.device}" if b.device else prefix
+                dst.append(
+                    Block(b.name, device, b.start + shift, b.size, b.instant, b.offset, b.doc)
+                )
+        self.n_cols += other.n_cols
+        self.n_rows += other.n_rows
+        self.version += 1
+        return col0
+
     # -- read access -------------------------------------------------------------------
     def matrix(self) -> sp.csc_array:
         if not self._rows:

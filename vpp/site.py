@@ -278,6 +278,16 @@ class SiteProblem:
             out.append((least, most))
         return out
 
+    def power_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """Least and most net power of the site per step, within its connection capacity."""
+        ranges = self._ranges()
+        least = self.inputs.inflexible + sum((r[0] for r in ranges), np.zeros(self.horizon.steps))
+        most = self.inputs.inflexible + sum((r[1] for r in ranges), np.zeros(self.horizon.steps))
+        return (
+            np.maximum(least, -self.inputs.production_capacity),
+            np.minimum(most, self.inputs.consumption_capacity),
+        )
+
     def _power_bound(self) -> np.ndarray:
         """A finite bound on |import| and |export|, for the big-M of exclusivity rows."""
         bound = np.abs(self.inputs.inflexible)

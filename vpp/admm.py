@@ -1,0 +1,409 @@
+"""ADMM in exchange (sharing) form: many sites, one portfolio target.
+
+Problem: ``min sum_i f_i(x_i) + g(sum_i x_i)`` with ``x_i`` site ``i``'s net power (kW per
+step), ``f_i`` its energy cost over its own feasible set, and ``g`` the target: the indicator
+of ``[lower, upper]`` for a congestion limit, ``deviation_price * dt * |s - volume|`` for a
+market position. Scaled-form sharing ADMM (Boyd et al. 2011, section 7.3) with ``N`` sites,
+``xbar`` the sites' mean and ``u`` the scaled dual:
+
+1. x-update, per site and in parallel:
+   ``x_i <- argmin f_i(x) + rho/2 * ||x - (x_i - xbar + zbar - u)||^2``
+2. over-relaxation: ``xhat = alpha * xbar + (1 - alpha) * zbar``
+3. z-update, the projection onto the target (``a = xhat + u``):
+   congestion ``zbar <- clip(a, lower/N, upper/N)``;
+   market ``zbar <- (volume + soft(N*a - volume, N*dt*deviation_price/rho)) / N``
+4. dual update: ``u <- u + xhat - zbar``
+
+Residuals: primal ``r = sqrt(N) * ||xbar - zbar||``, dual
+``s = rho * sqrt(sum_i ||dx_i - dxbar + dzbar||^2)``; stop when both are below their
+tolerances ``eps = sqrt(N*T)*eps_abs + eps_rel * scale`` (Boyd 3.3.1). ``rho`` follows residual
+balancing (Boyd 3.4.1: x ``tau`` when ``r > mu*s``, / ``tau`` when ``s > mu*r``; ``u`` is
+rescaled with it). ``rho * u`` is the portfolio's price signal (EUR/kW per step).
+
+ADMM's ``x_i`` satisfy each site's own constraints but their sum only approaches the limit, so
+a congestion target ends with a **feasibility step**: the limit is split among the sites
+(site ``i`` gets ``z_i = x_i - xbar + zbar``, whose sum meets the limit exactly, plus an equal
+share of the slack) and every site re-solves its LP/MILP within its share. Sites that cannot
+keep to their share keep their ADMM schedule, and the capacity they take is taken from the
+unused share of the others; a few such rounds end either with every step within the limit
+or with an error, never with a violating schedule.
+
+This module is pure: sites are reached through a :class:`SitePool` (in-process here, Ray
+actors in ``actors/``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from vpp.errors import InfeasibleError, VppError
+from vpp.portfolio import PortfolioRequest, PortfolioResult, Target
+from vpp.site import SiteProblem, SiteSchedule
+from vpp.timeseries import Horizon
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AdmmSettings:
+    rho: float | None = None  # initial rho (EUR/kW^2 per step); None: from the prices
+    eps_rel: float = 1e-4
+    eps_abs: float = 1e-5  # kW per element
+    max_iterations: int = 300
+    alpha: float = 1.6  # over-relaxation, in (0, 2)
+    mu: float = 50.0  # residual balancing threshold (10 in Boyd; LP sites do better with 50)
+    tau: float = 2.0  # residual balancing factor
+    feasibility_rounds: int = 4
+
+
+@dataclass
+class AdmmState:
+    """Everything needed to resume (or warm-start) the iterations."""
+
+    iteration: int
+    rho: float
+    x: np.ndarray  # (N, T)
+    zbar: np.ndarray
+    u: np.ndarray
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(
+            tmp,
+            iteration=self.iteration,
+            rho=self.rho,
+            x=self.x,
+            zbar=self.zbar,
+            u=self.u,
+            history=np.array([list(h.values()) for h in self.history]),
+            keys=np.array(list(self.history[0]) if self.history else []),
+        )
+        tmp.replace(path)  # atomic: a crash never leaves half a checkpoint
+
+    @classmethod
+    def load(cls, path: Path) -> AdmmState:
+        with np.load(path) as data:
+            keys = [str(k) for k in data["keys"]]
+            history = [dict(zip(keys, map(float, row), strict=True)) for row in data["history"]]
+            return cls(
+                int(data["iteration"]),
+                float(data["rho"]),
+                data["x"],
+                data["zbar"],
+                data["u"],
+                history,
+            )
+
+
+@dataclass(frozen=True)
+class Progress:
+    iteration: int
+    primal_residual: float
+    dual_residual: float
+    primal_tolerance: float
+    dual_tolerance: float
+    rho: float
+    objective: float  # sites' energy cost + target cost at the current x (EUR)
+    violation: float  # congestion excess of sum x (kW)
+    seconds: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+
+class SitePool(Protocol):
+    """Where the sites live: in this process, or in Ray actors."""
+
+    site_ids: list[str]
+
+    def solve_alone(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each site's own optimum: powers (N, T) and costs (N)."""
+        ...
+
+    def x_update(self, rho: float, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Every site's prox step toward ``targets`` (N, T): powers, costs, degraded ids."""
+        ...
+
+    def solve_within(
+        self, lower: np.ndarray, upper: np.ndarray
+    ) -> tuple[list[SiteSchedule | None], list[str]]:
+        """Every site re-solved with its power in ``[lower_i, upper_i]``: schedules (None
+        where infeasible) and degraded ids."""
+        ...
+
+
+class LocalPool:
+    """All sites in this process: for tests, small portfolios and the centralised gap."""
+
+    def __init__(self, ids: list[str], sites: list[SiteProblem]) -> None:
+        self.site_ids = ids
+        self.sites = sites
+
+    def solve_alone(self) -> tuple[np.ndarray, np.ndarray]:
+        schedules = [p.solve() for p in self.sites]
+        return (np.array([s.site_power for s in schedules]), np.array([s.cost for s in schedules]))
+
+    def x_update(self, rho: float, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        x = np.array([p.prox(rho, v) for p, v in zip(self.sites, targets, strict=True)])
+        costs = np.array([p.schedule_of_last().cost for p in self.sites])
+        return x, costs, []
+
+    def solve_within(
+        self, lower: np.ndarray, upper: np.ndarray
+    ) -> tuple[list[SiteSchedule | None], list[str]]:
+        out: list[SiteSchedule | None] = []
+        for p, lo, hi in zip(self.sites, lower, upper, strict=True):
+            try:
+                out.append(p.solve_within(lo, hi))
+            except InfeasibleError:
+                out.append(None)
+        return out, []
+
+    def last_schedules(self) -> list[SiteSchedule]:
+        return [p.schedule_of_last() for p in self.sites]
+
+
+def z_update(target: Target, a: np.ndarray, n: int, rho: float) -> np.ndarray:
+    """The projection step: ``argmin g(N z) + N*rho/2 * ||z - a||^2``."""
+    if target.kind == "congestion":
+        return np.clip(a, target.lower / n, target.upper / n)
+    if target.kind == "market":
+        y = n * a - target.volume
+        kappa = n * target.dt * target.deviation_price / rho
+        return (target.volume + np.sign(y) * np.maximum(np.abs(y) - kappa, 0.0)) / n
+    return a
+
+
+def initial_rho(price_scale: float, x: np.ndarray) -> float:
+    """A tenth of price-per-kW over the sites' power scale: small enough that the first
+    x-updates still follow prices (measured best on LP sites; residual balancing adapts)."""
+    scale = float(np.sqrt(np.mean(x**2))) if x.size else 1.0
+    return 0.1 * max(price_scale, 1e-6) / max(scale, 1e-3)
+
+
+def run_admm(
+    pool: SitePool,
+    target: Target,
+    price_scale: float,
+    settings: AdmmSettings | None = None,
+    *,
+    state: AdmmState | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    checkpoint: Callable[[AdmmState], None] | None = None,
+) -> tuple[AdmmState, bool, set[str]]:
+    """Iterate until both residuals are small or the cap is hit.
+
+    Returns the final state, whether it converged, and the ids of degraded sites.
+    """
+    cfg = settings or AdmmSettings()
+    degraded: set[str] = set()
+    started = time.monotonic()
+    if state is None:
+        x, _ = pool.solve_alone()
+        n = x.shape[0]
+        xbar = x.mean(axis=0)
+        rho = cfg.rho or initial_rho(price_scale, x)
+        state = AdmmState(0, rho, x, z_update(target, xbar, n, rho), np.zeros(x.shape[1]))
+    n, steps = state.x.shape
+    converged = False
+    while state.iteration < cfg.max_iterations:
+        x_old, xbar_old, z_old = state.x, state.x.mean(axis=0), state.zbar
+        targets = x_old - xbar_old + z_old - state.u
+        x, costs, slow = pool.x_update(state.rho, targets)
+        degraded.update(slow)
+        xbar = x.mean(axis=0)
+        xhat = cfg.alpha * xbar + (1 - cfg.alpha) * z_old
+        zbar = z_update(target, xhat + state.u, n, state.rho)
+        u = state.u + xhat - zbar
+        r = math.sqrt(n) * float(np.linalg.norm(xbar - zbar))
+        s = state.rho * float(np.linalg.norm((x - x_old) - (xbar - xbar_old) + (zbar - z_old)))
+        z_norm = float(np.linalg.norm(x - xbar + zbar))
+        eps_pri = math.sqrt(n * steps) * cfg.eps_abs + cfg.eps_rel * max(
+            float(np.linalg.norm(x)), z_norm
+        )
+        eps_dual = math.sqrt(n * steps) * cfg.eps_abs + cfg.eps_rel * state.rho * math.sqrt(
+            n
+        ) * float(np.linalg.norm(u))
+        total = x.sum(axis=0)
+        progress = Progress(
+            state.iteration + 1,
+            r,
+            s,
+            eps_pri,
+            eps_dual,
+            state.rho,
+            float(costs.sum()) + target.cost(total),
+            target.violation(total),
+            time.monotonic() - started,
+        )
+        rho = state.rho
+        if r > cfg.mu * s:
+            rho, u = rho * cfg.tau, u / cfg.tau
+        elif s > cfg.mu * r:
+            rho, u = rho / cfg.tau, u * cfg.tau
+        history = [*state.history, progress.as_dict()]
+        state = AdmmState(state.iteration + 1, rho, x, zbar, u, history)
+        logger.info(
+            "admm %d: r=%.3g (<%.3g) s=%.3g (<%.3g) rho=%.3g objective=%.6g",
+            progress.iteration,
+            r,
+            eps_pri,
+            s,
+            eps_dual,
+            progress.rho,
+            progress.objective,
+        )
+        if on_progress is not None:
+            on_progress(progress)
+        if checkpoint is not None:
+            checkpoint(state)
+        if r <= eps_pri and s <= eps_dual:
+            converged = True
+            break
+    return state, converged, degraded
+
+
+def feasibility_step(
+    pool: SitePool, target: Target, state: AdmmState, settings: AdmmSettings | None = None
+) -> tuple[list[SiteSchedule], list[str]]:
+    """Final schedules that keep a congestion limit exactly (see the module docstring).
+
+    For a market target each site re-solves around its ADMM power (its own constraints
+    enforced exactly, e.g. no simultaneous charge and discharge).
+    """
+    cfg = settings or AdmmSettings()
+    x, zbar = state.x, state.zbar
+    n = x.shape[0]
+    degraded: list[str] = []
+    if target.kind != "congestion":
+        schedules, slow = pool.solve_within(x - 1e-6, x + 1e-6)
+        degraded += slow
+        missing = [i for i, sch in enumerate(schedules) if sch is None]
+        if missing:
+            wide, slow = pool.solve_within(x - 1e-2, x + 1e-2)
+            degraded += slow
+            schedules = [sch if sch is not None else wide[i] for i, sch in enumerate(schedules)]
+        if any(sch is None for sch in schedules):
+            raise VppError("sites could not reproduce their ADMM schedules")
+        return [sch for sch in schedules if sch is not None], degraded
+    share = x - x.mean(axis=0) + zbar  # sums to n * zbar, within the limit
+    total = share.sum(axis=0)
+    upper = share + np.where(np.isfinite(target.upper), (target.upper - total) / n, np.inf)
+    lower = share - np.where(np.isfinite(target.lower), (total - target.lower) / n, np.inf)
+    for round_ in range(cfg.feasibility_rounds):
+        schedules, slow = pool.solve_within(lower, upper)
+        degraded += slow
+        failed = [i for i, sch in enumerate(schedules) if sch is None]
+        if not failed:
+            return [sch for sch in schedules if sch is not None], degraded
+        logger.info(
+            "feasibility round %d: %d sites cannot keep their share", round_ + 1, len(failed)
+        )
+        lower, upper = _reallocate(schedules, failed, x, lower, upper, target)
+    raise InfeasibleError(
+        "the congestion limit could not be split among the sites from the ADMM solution; "
+        "run the portfolio centralised (--centralised) for the exact answer",
+        constraint="congestion-limit",
+    )
+
+
+def _reallocate(
+    schedules: list[SiteSchedule | None],
+    failed: list[int],
+    x: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    target: Target,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Failed sites get room for their own ADMM power; the others give up unused share."""
+    lower, upper = lower.copy(), upper.copy()
+    for i in failed:
+        upper[i] = np.maximum(upper[i], x[i] + 1e-6)
+        lower[i] = np.minimum(lower[i], x[i] - 1e-6)
+    ok = [i for i in range(len(schedules)) if i not in failed]
+    if not ok:
+        return lower, upper
+    power = np.array([schedules[i].site_power for i in ok])  # type: ignore[union-attr]
+    for bound, limit, sign in ((upper, target.upper, 1.0), (lower, target.lower, -1.0)):
+        if not np.isfinite(limit).all():
+            continue
+        excess = sign * (bound.sum(axis=0) - limit)  # > 0: the shares overrun the limit
+        room = sign * (bound[ok] - power)  # unused share of the sites that kept theirs
+        take = np.where(
+            room.sum(axis=0) > 0, np.maximum(excess, 0) / np.maximum(room.sum(axis=0), 1e-12), 0.0
+        )
+        cut = room * np.minimum(take, 1.0)
+        short = np.maximum(excess - cut.sum(axis=0), 0.0)  # still over: all ok sites move
+        bound[ok] -= sign * (cut + short / len(ok))
+    return lower, upper
+
+
+def solve_portfolio_admm(
+    request: PortfolioRequest,
+    pool: SitePool,
+    target: Target,
+    price_scale: float,
+    settings: AdmmSettings | None = None,
+    *,
+    state: AdmmState | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    checkpoint: Callable[[AdmmState], None] | None = None,
+) -> PortfolioResult:
+    """ADMM, then the feasibility step: the result every entry point returns."""
+    horizon: Horizon = request.horizon
+    ids = [s.id for s in request.sites]
+    if target.kind == "none":
+        x, _ = pool.solve_alone()
+        state = AdmmState(0, 0.0, x, x.mean(axis=0), np.zeros(horizon.steps))
+        schedules, degraded = feasibility_step(pool, target, state, settings)
+        return PortfolioResult(horizon, ids, schedules, target, extra={"method": "independent"})
+    state, converged, slow = run_admm(
+        pool,
+        target,
+        price_scale,
+        settings,
+        state=state,
+        on_progress=on_progress,
+        checkpoint=checkpoint,
+    )
+    schedules, degraded = feasibility_step(pool, target, state, settings)
+    last = state.history[-1] if state.history else {}
+    result = PortfolioResult(
+        horizon,
+        ids,
+        schedules,
+        target,
+        iterations=state.iteration,
+        converged=converged,
+        primal_residual=float(last.get("primal_residual", 0.0)),
+        dual_residual=float(last.get("dual_residual", 0.0)),
+        degraded_sites=sorted(slow | set(degraded)),
+    )
+    result.extra["method"] = "admm"
+    admm_objective = float(last.get("objective", math.nan))
+    result.extra["admm-objective"] = round(admm_objective, 9)
+    result.extra["feasibility-cost"] = round(result.cost - admm_objective, 9)
+    result.admm_state = state
+    return result
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Progress history and settings as plain JSON types."""
+    if isinstance(obj, dict):
+        return {k: to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.floating | np.integer):
+        return obj.item()
+    return obj

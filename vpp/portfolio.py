@@ -1,0 +1,332 @@
+"""A portfolio of sites scheduled toward one target, and its centralised reference.
+
+Request::
+
+    {"start", "duration", "resolution",
+     "flex-context": {...portfolio defaults...},
+     "sites": [{"id": "site-17", "flex-model": [...], "flex-context": {...overrides...}}],
+     "target": {"type": "congestion", "congestion-point": "EAN...",
+                "max-consumption": <power series>, "max-production": <power series>}
+            | {"type": "market", "volume": <power series>, "deviation-price": <price series>}
+            | null}
+
+Portfolio constraint families (``S[t] = sum_i P_i[t]``, the sites' summed net power):
+
+``congestion-limit``
+    ``-max_production[t] <= S[t] <= max_consumption[t]`` (hard).
+``market-deviation``
+    ``S[t] - volume[t] = over[t] - under[t]``, ``over, under >= 0``, costing
+    ``deviation_price[t] * dt * (over[t] + under[t])``.
+
+:class:`CentralisedPortfolio` solves all sites and the target as one HiGHS model: the
+reference the distributed ADMM (:mod:`vpp.admm`) is measured against.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from vpp.device import PowerSeries, PriceSeries, Spec
+from vpp.errors import InfeasibleError, RequestValidationError
+from vpp.exclusive import Exclusivity
+from vpp.linear import INF, LinearModel, Term
+from vpp.request import FlexContext, FlexModel, ScheduleRequest, TimeWindow, validate
+from vpp.site import SiteProblem, SiteSchedule
+from vpp.solver import HighsSolver
+from vpp.timeseries import Horizon
+
+logger = logging.getLogger(__name__)
+
+
+class SiteEntry(Spec):
+    id: str = Field(min_length=1)
+    flex_model: FlexModel
+    flex_context: FlexContext | None = None
+
+
+class CongestionTarget(Spec):
+    """A DSO's hard limit on the portfolio's summed power at a congestion point."""
+
+    type: Literal["congestion"]
+    congestion_point: str | None = None
+    max_consumption: PowerSeries | None = None
+    max_production: PowerSeries | None = None
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> CongestionTarget:
+        if self.max_consumption is None and self.max_production is None:
+            raise ValueError("give max-consumption and/or max-production")
+        return self
+
+
+class MarketTarget(Spec):
+    """A traded volume the portfolio's net power should follow."""
+
+    type: Literal["market"]
+    volume: PowerSeries
+    deviation_price: PriceSeries
+
+
+class PortfolioRequest(TimeWindow):
+    flex_context: FlexContext = Field(default_factory=FlexContext)
+    sites: list[SiteEntry] = Field(min_length=1)
+    target: Annotated[CongestionTarget | MarketTarget, Field(discriminator="type")] | None = None
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> PortfolioRequest:
+        ids = [s.id for s in self.sites]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"site ids must be unique; repeated: {repeated}")
+        return self
+
+    def site_request(self, index: int) -> ScheduleRequest:
+        """Site ``index`` as a single-site request; its flex-context overrides ours."""
+        site = self.sites[index]
+        return ScheduleRequest.model_construct(
+            start=self.start,
+            duration=self.duration,
+            resolution=self.resolution,
+            flex_model=site.flex_model,
+            flex_context=self.flex_context.merged(site.flex_context),
+        )
+
+
+def parse_portfolio(raw: Any) -> PortfolioRequest:
+    return validate(PortfolioRequest, raw)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A portfolio target resolved on the horizon (kW, EUR/kWh)."""
+
+    kind: Literal["none", "congestion", "market"]
+    lower: np.ndarray  # congestion: -max production (or -inf)
+    upper: np.ndarray  # congestion: max consumption (or inf)
+    volume: np.ndarray  # market
+    deviation_price: np.ndarray  # market, EUR/kWh
+    dt: float
+
+    def violation(self, total: np.ndarray) -> float:
+        """Largest excess over the congestion limit (kW); 0 for other targets."""
+        if self.kind != "congestion":
+            return 0.0
+        return float(max(0.0, np.max(total - self.upper), np.max(self.lower - total)))
+
+    def cost(self, total: np.ndarray) -> float:
+        """Deviation cost of a market target (EUR); 0 for other targets."""
+        if self.kind != "market":
+            return 0.0
+        return float(self.dt * self.deviation_price @ np.abs(total - self.volume))
+
+
+def resolve_target(request: PortfolioRequest) -> Target:
+    horizon = request.horizon
+    n = horizon.steps
+    t = request.target
+    none = np.zeros(n)
+    if t is None:
+        return Target("none", np.full(n, -INF), np.full(n, INF), none, none, horizon.dt)
+    if isinstance(t, CongestionTarget):
+        upper = _series(t.max_consumption, horizon, "target.max-consumption", INF)
+        lower = -_series(t.max_production, horizon, "target.max-production", INF)
+        bad = np.flatnonzero(lower > upper)
+        if bad.size:
+            raise RequestValidationError.single(
+                "target", f"max-consumption is below -max-production at step {int(bad[0])}"
+            )
+        return Target("congestion", lower, upper, none, none, horizon.dt)
+    volume = _series(t.volume, horizon, "target.volume", math.nan)
+    price = _series(t.deviation_price, horizon, "target.deviation-price", math.nan)
+    for name, arr in (("volume", volume), ("deviation-price", price)):
+        if np.isnan(arr).any():
+            raise RequestValidationError.single(f"target.{name}", "segments leave steps empty")
+    if (price < 0).any():
+        raise RequestValidationError.single("target.deviation-price", "must not be negative")
+    return Target("market", np.full(n, -INF), np.full(n, INF), volume, price, horizon.dt)
+
+
+def _series(s: Any, horizon: Horizon, field: str, default: float) -> np.ndarray:
+    if s is None:
+        return np.full(horizon.steps, default)
+    values = s.resolve(horizon, field, default)
+    return np.where(np.isnan(values), default, values)
+
+
+def build_sites(request: PortfolioRequest) -> list[SiteProblem]:
+    """Every site's problem, reporting all sites' field errors at once."""
+    problems, issues = [], []
+    for i in range(len(request.sites)):
+        try:
+            problems.append(SiteProblem(request.site_request(i)))
+        except RequestValidationError as err:
+            for issue in err.issues:
+                field = issue.field.replace("flex-context", f"sites[{i}].flex-context", 1)
+                if issue.field.startswith("flex-model"):
+                    field = f"sites[{i}].{issue.field}"
+                issues.append(type(issue)(field, issue.message))
+        except InfeasibleError as err:
+            raise InfeasibleError(
+                f"site {request.sites[i].id}: {err.message}",
+                constraint=err.constraint,
+                time=err.time,
+                device=f"{request.sites[i].id}/{err.device or ''}".rstrip("/"),
+            ) from None
+    if issues:
+        raise RequestValidationError(issues)
+    return problems
+
+
+@dataclass
+class PortfolioResult:
+    """Schedules per site plus the portfolio's totals and how they were reached."""
+
+    horizon: Horizon
+    site_ids: list[str]
+    schedules: list[SiteSchedule]
+    target: Target
+    iterations: int = 0
+    converged: bool = True
+    primal_residual: float = 0.0
+    dual_residual: float = 0.0
+    degraded_sites: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # more "portfolio" entries in JSON
+    admm_state: Any = None  # vpp.admm.AdmmState, to warm-start a later run
+
+    @property
+    def power(self) -> np.ndarray:
+        return np.sum([s.site_power for s in self.schedules], axis=0)
+
+    @property
+    def cost(self) -> float:
+        """Sites' energy cost plus a market target's deviation cost (EUR)."""
+        return sum(s.cost for s in self.schedules) + self.target.cost(self.power)
+
+    def to_json(self) -> dict[str, Any]:
+        sites = []
+        for site_id, schedule in zip(self.site_ids, self.schedules, strict=True):
+            body = schedule.to_json()
+            sites.append({"id": site_id, **{k: body[k] for k in ("devices", "site", "cost")}})
+        first = self.schedules[0].to_json()
+        return {
+            "status": "finished",
+            **{k: first[k] for k in ("start", "duration", "resolution")},
+            "sites": sites,
+            "portfolio": {
+                "power": {"values": [round(float(v), 9) for v in self.power], "unit": "kW"},
+                "cost": {"value": round(self.cost, 9), "unit": "EUR"},
+                "target-violation-kw": round(self.target.violation(self.power), 9),
+                "iterations": self.iterations,
+                "converged": self.converged,
+                "primal-residual": self.primal_residual,
+                "dual-residual": self.dual_residual,
+                "degraded-sites": self.degraded_sites,
+                **self.extra,
+            },
+        }
+
+
+class CentralisedPortfolio:
+    """All sites and the target in one model, solved by HiGHS: the exact reference."""
+
+    def __init__(self, request: PortfolioRequest | dict[str, Any]) -> None:
+        self.request = parse_portfolio(request)
+        self.target = resolve_target(self.request)
+        self.sites = build_sites(self.request)
+        self.model = LinearModel()
+        self.offsets = [
+            self.model.append(p.model, prefix=s.id)
+            for p, s in zip(self.sites, self.request.sites, strict=True)
+        ]
+        self.exclusive = Exclusivity("no-simultaneous-charge-discharge")
+        for offset, site in zip(self.offsets, self.sites, strict=True):
+            self.exclusive.pairs += [
+                (a + offset, b + offset, dev) for a, b, dev in site.charge_discharge.pairs
+            ]
+            self.exclusive.done |= {(a + offset, t) for a, t in site.charge_discharge.done}
+        self.cost = np.concatenate([p.base_cost for p in self.sites])
+        self.constant = sum(p.cost_constant for p in self.sites)
+        check_congestion(self.request.horizon, self.sites, self.target)
+        self._add_target()
+
+    def _power_terms(self) -> list[Term]:
+        return [(1.0, p.power + o) for p, o in zip(self.sites, self.offsets, strict=True)]
+
+    def _add_target(self) -> None:
+        t, n = self.target, self.request.horizon.steps
+        if t.kind == "congestion":
+            self.model.add_rows("congestion-limit", self._power_terms(), t.lower, t.upper)
+        elif t.kind == "market":
+            over = self.model.add_vars("market-over", n)
+            under = self.model.add_vars("market-under", n)
+            self.model.add_rows(
+                "market-deviation",
+                [*self._power_terms(), (-1.0, over), (1.0, under)],
+                t.volume,
+                t.volume,
+            )
+            self.cost = np.concatenate(
+                [self.cost, t.dt * t.deviation_price, t.dt * t.deviation_price]
+            )
+
+    def solve(self) -> PortfolioResult:
+        integer = self.model.integrality().any()
+        options = "ipm" if self.model.n_cols > 100_000 and not integer else "choose"
+        solver = HighsSolver(self.model)
+        solver.highs.setOptionValue("solver", options)
+        solver.set_cost(self.cost)
+        for _ in range(self.request.horizon.steps + 1):
+            solution = solver.solve()
+            if solution.status == "infeasible":
+                raise self._infeasible()
+            if not self.exclusive.enforce(self.model, solution.x):
+                break
+        schedules = []
+        for p, offset in zip(self.sites, self.offsets, strict=True):
+            x = solution.x[offset : offset + p.model.n_cols]
+            p.last_x = x
+            schedules.append(p.schedule_of_last())
+        result = PortfolioResult(
+            self.request.horizon, [s.id for s in self.request.sites], schedules, self.target
+        )
+        result.extra["method"] = "centralised"
+        result.extra["objective"] = solution.objective + self.constant
+        return result
+
+    def _infeasible(self) -> InfeasibleError:
+        what = "the congestion limit" if self.target.kind == "congestion" else "their own limits"
+        return InfeasibleError(
+            f"the sites cannot together keep to {what} at every step (their energy needs "
+            "over the day do not fit, though each step alone could)",
+            constraint="congestion-limit" if self.target.kind == "congestion" else "unknown",
+        )
+
+
+def check_congestion(horizon: Horizon, sites: list[SiteProblem], target: Target) -> None:
+    """The sites' least (most) summed power must fit under (over) the limit at every step."""
+    if target.kind != "congestion":
+        return
+    least, most = np.zeros(horizon.steps), np.zeros(horizon.steps)
+    for p in sites:
+        lo, hi = p.power_range()
+        least, most = least + lo, most + hi
+    for name, bad, value, limit in (
+        ("max-consumption", np.flatnonzero(least > target.upper + 1e-6), least, target.upper),
+        ("max-production", np.flatnonzero(most < target.lower - 1e-6), most, -target.lower),
+    ):
+        if bad.size:
+            t = int(bad[0])
+            verb = "consume at least" if name == "max-consumption" else "produce at least"
+            amount = value[t] if name == "max-consumption" else -value[t]
+            raise InfeasibleError(
+                f"congestion-limit {name} = {limit[t]:g} kW at {horizon.at(t).isoformat()} "
+                f"cannot be met: the sites together {verb} {amount:.4g} kW then",
+                constraint="congestion-limit",
+                time=horizon.at(t),
+            )
