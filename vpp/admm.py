@@ -278,37 +278,40 @@ def feasibility_step(
     """Final schedules that keep a congestion limit exactly (see the module docstring).
 
     For a market target each site re-solves around its ADMM power (its own constraints
-    enforced exactly, e.g. no simultaneous charge and discharge).
+    enforced exactly, e.g. no simultaneous charge and discharge). A site the pool could not
+    reach keeps its fallback schedule, whose power the others make room for.
     """
     cfg = settings or AdmmSettings()
-    x, zbar = state.x, state.zbar
-    n = x.shape[0]
-    degraded: list[str] = []
+    x, n = state.x, state.x.shape[0]
     if target.kind != "congestion":
-        schedules, slow = pool.solve_within(x - 1e-6, x + 1e-6)
-        degraded += slow
-        missing = [i for i, sch in enumerate(schedules) if sch is None]
-        if missing:
-            wide, slow = pool.solve_within(x - 1e-2, x + 1e-2)
-            degraded += slow
-            schedules = [sch if sch is not None else wide[i] for i, sch in enumerate(schedules)]
-        if any(sch is None for sch in schedules):
-            raise VppError("sites could not reproduce their ADMM schedules")
-        return [sch for sch in schedules if sch is not None], degraded
-    share = x - x.mean(axis=0) + zbar  # sums to n * zbar, within the limit
+        return _reproduce(pool, x)
+    share = x - x.mean(axis=0) + state.zbar  # sums to n * zbar, within the limit
     total = share.sum(axis=0)
     upper = share + np.where(np.isfinite(target.upper), (target.upper - total) / n, np.inf)
     lower = share - np.where(np.isfinite(target.lower), (total - target.lower) / n, np.inf)
+    degraded: set[str] = set()
     for round_ in range(cfg.feasibility_rounds):
         schedules, slow = pool.solve_within(lower, upper)
-        degraded += slow
+        degraded.update(slow)
         failed = [i for i, sch in enumerate(schedules) if sch is None]
+        fixed = {i for i, sid in enumerate(pool.site_ids) if sid in slow}
         if not failed:
-            return [sch for sch in schedules if sch is not None], degraded
+            final = [sch for sch in schedules if sch is not None]
+            power = np.sum([sch.site_power for sch in final], axis=0)
+            if target.violation(power) <= 1e-6 * n:
+                return final, sorted(degraded)
         logger.info(
-            "feasibility round %d: %d sites cannot keep their share", round_ + 1, len(failed)
+            "feasibility round %d: %d sites cannot keep their share, %d unreachable",
+            round_ + 1,
+            len(failed),
+            len(fixed),
         )
-        lower, upper = _reallocate(schedules, failed, x, lower, upper, target)
+        pinned = {i: x[i] for i in failed}
+        for i in fixed:
+            sch = schedules[i]
+            if sch is not None:
+                pinned[i] = sch.site_power
+        lower, upper = _reallocate(schedules, pinned, lower, upper, target)
     raise InfeasibleError(
         "the congestion limit could not be split among the sites from the ADMM solution; "
         "run the portfolio centralised (--centralised) for the exact answer",
@@ -316,33 +319,44 @@ def feasibility_step(
     )
 
 
+def _reproduce(pool: SitePool, x: np.ndarray) -> tuple[list[SiteSchedule], list[str]]:
+    """Each site re-solves pinned to its ADMM power (widening once for solver tolerance)."""
+    schedules, slow = pool.solve_within(x - 1e-6, x + 1e-6)
+    if any(sch is None for sch in schedules):
+        wide, slow2 = pool.solve_within(x - 1e-2, x + 1e-2)
+        schedules = [sch if sch is not None else wide[i] for i, sch in enumerate(schedules)]
+        slow = slow + slow2
+    if any(sch is None for sch in schedules):
+        raise VppError("sites could not reproduce their ADMM schedules")
+    return [sch for sch in schedules if sch is not None], sorted(set(slow))
+
+
 def _reallocate(
     schedules: list[SiteSchedule | None],
-    failed: list[int],
-    x: np.ndarray,
+    pinned: dict[int, np.ndarray],
     lower: np.ndarray,
     upper: np.ndarray,
     target: Target,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Failed sites get room for their own ADMM power; the others give up unused share."""
+    """Pinned sites get exactly their power; the others give up the excess, first from the
+    share they left unused."""
     lower, upper = lower.copy(), upper.copy()
-    for i in failed:
-        upper[i] = np.maximum(upper[i], x[i] + 1e-6)
-        lower[i] = np.minimum(lower[i], x[i] - 1e-6)
-    ok = [i for i in range(len(schedules)) if i not in failed]
+    for i, power in pinned.items():
+        lower[i], upper[i] = power - 1e-7, power + 1e-7
+    ok = [i for i in range(len(schedules)) if i not in pinned and schedules[i] is not None]
     if not ok:
         return lower, upper
     power = np.array([schedules[i].site_power for i in ok])  # type: ignore[union-attr]
     for bound, limit, sign in ((upper, target.upper, 1.0), (lower, target.lower, -1.0)):
         if not np.isfinite(limit).all():
             continue
-        excess = sign * (bound.sum(axis=0) - limit)  # > 0: the shares overrun the limit
-        room = sign * (bound[ok] - power)  # unused share of the sites that kept theirs
-        take = np.where(
-            room.sum(axis=0) > 0, np.maximum(excess, 0) / np.maximum(room.sum(axis=0), 1e-12), 0.0
+        excess = np.maximum(sign * (bound.sum(axis=0) - limit), 0.0)
+        room = np.maximum(sign * (bound[ok] - power), 0.0)
+        available = room.sum(axis=0)
+        cut = room * np.minimum(
+            np.divide(excess, available, out=np.zeros_like(excess), where=available > 0), 1.0
         )
-        cut = room * np.minimum(take, 1.0)
-        short = np.maximum(excess - cut.sum(axis=0), 0.0)  # still over: all ok sites move
+        short = np.maximum(excess - cut.sum(axis=0), 0.0)  # beyond the slack: all ok sites move
         bound[ok] -= sign * (cut + short / len(ok))
     return lower, upper
 
