@@ -47,6 +47,7 @@ import numpy as np
 from vpp.errors import InfeasibleError, VppError
 from vpp.portfolio import PortfolioRequest, PortfolioResult, Target
 from vpp.site import SiteProblem, SiteSchedule
+from vpp.telemetry import tracer
 from vpp.timeseries import Horizon
 
 logger = logging.getLogger(__name__)
@@ -213,63 +214,82 @@ def run_admm(
         xbar = x.mean(axis=0)
         rho = cfg.rho or initial_rho(price_scale, x)
         state = AdmmState(0, rho, x, z_update(target, xbar, n, rho), np.zeros(x.shape[1]))
-    n, steps = state.x.shape
+    n = state.x.shape[0]
     converged = False
+    spans = tracer(__name__)
     while state.iteration < cfg.max_iterations:
-        x_old, xbar_old, z_old = state.x, state.x.mean(axis=0), state.zbar
-        targets = x_old - xbar_old + z_old - state.u
-        x, costs, slow = pool.x_update(state.rho, targets)
-        degraded.update(slow)
-        xbar = x.mean(axis=0)
-        xhat = cfg.alpha * xbar + (1 - cfg.alpha) * z_old
-        zbar = z_update(target, xhat + state.u, n, state.rho)
-        u = state.u + xhat - zbar
-        r = math.sqrt(n) * float(np.linalg.norm(xbar - zbar))
-        s = state.rho * float(np.linalg.norm((x - x_old) - (xbar - xbar_old) + (zbar - z_old)))
-        z_norm = float(np.linalg.norm(x - xbar + zbar))
-        eps_pri = math.sqrt(n * steps) * cfg.eps_abs + cfg.eps_rel * max(
-            float(np.linalg.norm(x)), z_norm
-        )
-        eps_dual = math.sqrt(n * steps) * cfg.eps_abs + cfg.eps_rel * state.rho * math.sqrt(
-            n
-        ) * float(np.linalg.norm(u))
-        total = x.sum(axis=0)
-        progress = Progress(
-            state.iteration + 1,
-            r,
-            s,
-            eps_pri,
-            eps_dual,
-            state.rho,
-            float(costs.sum()) + target.cost(total),
-            target.violation(total),
-            time.monotonic() - started,
-        )
-        rho = state.rho
-        if r > cfg.mu * s:
-            rho, u = rho * cfg.tau, u / cfg.tau
-        elif s > cfg.mu * r:
-            rho, u = rho / cfg.tau, u * cfg.tau
-        history = [*state.history, progress.as_dict()]
-        state = AdmmState(state.iteration + 1, rho, x, zbar, u, history)
-        logger.info(
-            "admm %d: r=%.3g (<%.3g) s=%.3g (<%.3g) rho=%.3g objective=%.6g",
-            progress.iteration,
-            r,
-            eps_pri,
-            s,
-            eps_dual,
-            progress.rho,
-            progress.objective,
-        )
+        with spans.start_as_current_span("admm.iteration") as span:
+            span.set_attribute("vpp.iteration", state.iteration + 1)
+            state, progress = _iterate(pool, target, cfg, state, degraded, started)
+            span.set_attribute("vpp.primal_residual", progress.primal_residual)
+            span.set_attribute("vpp.dual_residual", progress.dual_residual)
+            span.set_attribute("vpp.rho", progress.rho)
         if on_progress is not None:
             on_progress(progress)
         if checkpoint is not None:
             checkpoint(state)
-        if r <= eps_pri and s <= eps_dual:
+        if (
+            progress.primal_residual <= progress.primal_tolerance
+            and progress.dual_residual <= progress.dual_tolerance
+        ):
             converged = True
             break
     return state, converged, degraded
+
+
+def _iterate(
+    pool: SitePool,
+    target: Target,
+    cfg: AdmmSettings,
+    state: AdmmState,
+    degraded: set[str],
+    started: float,
+) -> tuple[AdmmState, Progress]:
+    """One ADMM iteration: x-update on every site, z-update, dual update, rho balancing."""
+    n, steps = state.x.shape
+    x_old, xbar_old, z_old = state.x, state.x.mean(axis=0), state.zbar
+    x, costs, slow = pool.x_update(state.rho, x_old - xbar_old + z_old - state.u)
+    degraded.update(slow)
+    xbar = x.mean(axis=0)
+    xhat = cfg.alpha * xbar + (1 - cfg.alpha) * z_old
+    zbar = z_update(target, xhat + state.u, n, state.rho)
+    u = state.u + xhat - zbar
+    r = math.sqrt(n) * float(np.linalg.norm(xbar - zbar))
+    s = state.rho * float(np.linalg.norm((x - x_old) - (xbar - xbar_old) + (zbar - z_old)))
+    root = math.sqrt(n * steps) * cfg.eps_abs
+    eps_pri = root + cfg.eps_rel * max(
+        float(np.linalg.norm(x)), float(np.linalg.norm(x - xbar + zbar))
+    )
+    eps_dual = root + cfg.eps_rel * state.rho * math.sqrt(n) * float(np.linalg.norm(u))
+    total = x.sum(axis=0)
+    progress = Progress(
+        state.iteration + 1,
+        r,
+        s,
+        eps_pri,
+        eps_dual,
+        state.rho,
+        float(costs.sum()) + target.cost(total),
+        target.violation(total),
+        time.monotonic() - started,
+    )
+    rho = state.rho
+    if r > cfg.mu * s:
+        rho, u = rho * cfg.tau, u / cfg.tau
+    elif s > cfg.mu * r:
+        rho, u = rho / cfg.tau, u * cfg.tau
+    logger.info(
+        "admm %d: r=%.3g (<%.3g) s=%.3g (<%.3g) rho=%.3g objective=%.6g",
+        progress.iteration,
+        r,
+        eps_pri,
+        s,
+        eps_dual,
+        progress.rho,
+        progress.objective,
+    )
+    history = [*state.history, progress.as_dict()]
+    return AdmmState(state.iteration + 1, rho, x, zbar, u, history), progress
 
 
 def feasibility_step(
