@@ -69,7 +69,8 @@ def resolve_generation(
 def resolve_inflexible(
     spec: InflexibleSpec, horizon: Horizon, common: Common, path: str
 ) -> InflexibleParams:
-    return InflexibleParams(spec.label, spec.power.resolve(horizon, f"{path}.power", 0.0))
+    power = spec.power.resolve(horizon, f"{path}.power", 0.0)
+    return InflexibleParams(spec.label, power * common.available)
 
 
 def formulate_generation(p: GenerationParams, lm: LinearModel, horizon: Horizon) -> DeviceVars:

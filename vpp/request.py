@@ -16,7 +16,6 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 from pydantic import ValidationError as PydanticValidationError
 
@@ -72,7 +71,7 @@ class FlexContext(Spec):
 class TimeWindow(Spec):
     start: AwareDatetime
     duration: timedelta
-    resolution: timedelta = timedelta(minutes=15)
+    resolution: timedelta = Field(default=timedelta(minutes=15), validate_default=True)
 
     @field_validator("duration")
     @classmethod
@@ -106,13 +105,14 @@ class ScheduleRequest(TimeWindow):
     flex_model: FlexModel
     flex_context: FlexContext = Field(default_factory=FlexContext)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> ScheduleRequest:
-        names = [d.label for d in self.flex_model]
+    @field_validator("flex_model")
+    @classmethod
+    def _unique_names(cls, devices: list[DeviceSpecs]) -> list[DeviceSpecs]:
+        names = [d.label for d in devices]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"device names must be unique; repeated: {duplicates}")
-        return self
+        return devices
 
 
 def parse_request(raw: Any) -> ScheduleRequest:

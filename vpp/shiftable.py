@@ -116,12 +116,9 @@ def _step(horizon: Horizon, when: AwareDatetime | None, default: int, field: str
     return k
 
 
-def precheck(
-    p: ShiftableParams, horizon: Horizon, site_lower: np.ndarray, site_upper: np.ndarray
-) -> None:
-    """The window must hold the run, at steps when the device is available.
-
-    (The site's capacity is left to the solver: which start fits it is the decision.)
+def precheck(p: ShiftableParams, horizon: Horizon) -> None:
+    """``process-window``: the window must hold the run, at steps when the device is
+    available. (The site's capacity is left to the solver: which start fits is the decision.)
     """
     length = len(p.profile)
     free = np.flatnonzero(p.available[p.first : p.stop]) + p.first
@@ -152,6 +149,7 @@ def precheck(
 
 
 def formulate(p: ShiftableParams, lm: LinearModel, horizon: Horizon) -> DeviceVars:
+    precheck(p, horizon)
     n, length = horizon.steps, len(p.profile)
     lo, hi = min(0.0, float(p.profile.min())), max(0.0, float(p.profile.max()))
     power = lm.add_vars("process-power", n, lo, hi, device=p.name)

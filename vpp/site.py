@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 _MODULES: dict[str, tuple[Callable[..., Any], Callable[..., None] | None, Callable[..., Any]]] = {
     "storage": (storage.resolve, storage.precheck, storage.formulate),
     "heat": (heat.resolve, storage.precheck, heat.formulate),
-    "shiftable": (shiftable.resolve, shiftable.precheck, shiftable.formulate),
+    "shiftable": (shiftable.resolve, None, shiftable.formulate),  # checks its window itself
     "generation": (generation.resolve_generation, None, generation.formulate_generation),
     "inflexible": (generation.resolve_inflexible, None, generation.formulate_inflexible),
 }

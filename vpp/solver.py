@@ -62,7 +62,6 @@ def new_highs(options: dict[str, float | int | str | bool] | None = None) -> hig
     _banner_printed()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 1)
     for key, value in (options or {}).items():
         h.setOptionValue(key, value)
     return h

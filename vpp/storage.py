@@ -267,6 +267,16 @@ def bounds_from_instants(
                 lower[s], lower_source[s] = v, entry
             if field in ("soc-maxima", "soc-targets") and v < upper[s]:
                 upper[s], upper_source[s] = v, entry
+    for bound, source, clash in (
+        (lower, lower_source, lower[0] > soc_at_start + TOLERANCE),
+        (upper, upper_source, upper[0] < soc_at_start - TOLERANCE),
+    ):
+        check(
+            issues,
+            not clash or source[0] in ("soc-min", "soc-max"),
+            f"{path}.{source[0]}",
+            f"{bound[0]:g} kWh at the start contradicts soc-at-start {soc_at_start:g} kWh",
+        )
     lower[0] = upper[0] = soc_at_start
     lower_source[0] = upper_source[0] = "soc-at-start"
     return lower, upper, lower_source, upper_source
