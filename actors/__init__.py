@@ -1,0 +1,1 @@
+"""Ray actors: site shards (each hosts one or more sites) and the ADMM coordinator."""

@@ -2,9 +2,13 @@
 
 ``vpp schedule REQUEST.json [-o RESULT.json]``
     solve one site's request in-process and print (or write) the result JSON.
-``vpp demo [--chart PATH]``
-    schedule the bundled example site, store it (SQLite by default, ``VPP_DATABASE_URL``
-    otherwise), print a summary against the unscheduled baseline and write a chart.
+``vpp portfolio PORTFOLIO.json [--centralised] [--compare] [-o RESULT.json]``
+    schedule a portfolio toward its target: ADMM over site actors on Ray (a local Ray, or
+    the cluster at ``--address`` / ``RAY_ADDRESS``), or as one HiGHS model (``--centralised``).
+``vpp demo [--chart PATH] [--sites N]``
+    schedule the bundled example home, store it (SQLite by default, ``VPP_DATABASE_URL``
+    otherwise), print a summary against the unscheduled baseline and write a chart; then
+    schedule a portfolio of N mixed homes under a congestion limit on local Ray.
 
 Errors in the request are printed as ``error: <field>: <message>`` lines, exit code 2;
 an infeasible request exits 3. No tracebacks for anything the user can fix.
@@ -55,9 +59,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the result here instead of printing it")
     p.set_defaults(func=_schedule)
 
-    p = sub.add_parser("demo", help="schedule, store and chart the bundled example site")
+    p = sub.add_parser("portfolio", help="schedule a portfolio (JSON) toward its target")
+    p.add_argument("request", help="portfolio JSON file, or - for standard input")
+    p.add_argument("-o", "--output", help="write the result here instead of printing it")
+    p.add_argument(
+        "--centralised",
+        action="store_true",
+        help="solve all sites as one HiGHS model instead of ADMM on Ray",
+    )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="also solve centralised and report the ADMM's optimality gap",
+    )
+    p.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS or local)")
+    p.add_argument("--max-iterations", type=int, help="ADMM iteration cap (default 100)")
+    p.add_argument("--tolerance", type=float, help="ADMM relative tolerance (default 1e-4)")
+    p.set_defaults(func=_portfolio)
+
+    p = sub.add_parser("demo", help="the example home, then a portfolio of homes on Ray")
     p.add_argument("--chart", default="vpp-demo.png", help="where to write the PNG chart")
-    p.add_argument("-o", "--output", help="also write the result JSON here")
+    p.add_argument("-o", "--output", help="also write the home's result JSON here")
+    p.add_argument("--sites", type=int, default=50, help="homes in the portfolio demo")
     p.set_defaults(func=_demo)
     return parser
 
@@ -88,6 +111,101 @@ def _schedule(args: argparse.Namespace) -> int:
 
     _write_json(schedule(_read_json(args.request)), args.output)
     return 0
+
+
+def _portfolio(args: argparse.Namespace) -> int:
+    request = _read_json(args.request)
+    result = solve_portfolio(
+        request,
+        centralised=args.centralised,
+        address=args.address,
+        max_iterations=args.max_iterations,
+        tolerance=args.tolerance,
+        compare=args.compare,
+        show_progress=args.output is not None,
+    )
+    _write_json(result, args.output)
+    if args.output:
+        _summary(result)
+    return 0
+
+
+def solve_portfolio(
+    request: Any,
+    *,
+    centralised: bool = False,
+    address: str | None = None,
+    max_iterations: int | None = None,
+    tolerance: float | None = None,
+    compare: bool = False,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """ADMM on Ray (or centralised), optionally with the gap to the centralised optimum."""
+    from vpp.portfolio import CentralisedPortfolio, parse_portfolio
+
+    parse_portfolio(request)  # field errors before any Ray start-up
+    if centralised:
+        return CentralisedPortfolio(request).solve().to_json()
+    from actors.run import run_portfolio
+
+    settings: dict[str, Any] = {}
+    if max_iterations is not None:
+        settings["max_iterations"] = max_iterations
+    if tolerance is not None:
+        settings["eps_rel"] = tolerance
+    cap = settings.get("max_iterations", 100)
+    bar = ProgressBar(cap) if show_progress else None
+    result = run_portfolio(
+        request, address=address, settings=settings, on_progress=bar.update if bar else None
+    )
+    if bar:
+        bar.close()
+    if compare:
+        reference = CentralisedPortfolio(request).solve()
+        cost = result["portfolio"]["cost"]["value"]
+        result["portfolio"]["centralised-cost"] = round(reference.cost, 9)
+        result["portfolio"]["gap"] = (cost - reference.cost) / abs(reference.cost or 1.0)
+    return result
+
+
+class ProgressBar:
+    """One line on stderr, rewritten each ADMM iteration (in a log: every 10th, one a line)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.tty = sys.stderr.isatty()
+
+    def update(self, entry: dict[str, Any]) -> None:
+        k = int(entry["iteration"])
+        if not self.tty and k % 10:
+            return
+        filled = int(30 * min(k, self.total) / self.total)
+        line = (
+            f"  ADMM [{'#' * filled}{'.' * (30 - filled)}] {k:4d}/{self.total} "
+            f"r={entry['primal_residual']:.2e} s={entry['dual_residual']:.2e} "
+            f"rho={entry['rho']:.2e} cost={entry['objective']:.2f} EUR"
+        )
+        if self.tty:
+            print("\r" + line, end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def _summary(result: dict[str, Any]) -> None:
+    p = result["portfolio"]
+    print(
+        f"  portfolio cost {p['cost']['value']:.2f} EUR, {p['iterations']} iterations "
+        f"(converged: {p['converged']}), limit violation {p['target-violation-kw']:g} kW",
+        file=sys.stderr,
+    )
+    if "gap" in p:
+        print(f"  gap to the centralised optimum: {100 * p['gap']:.4f} %", file=sys.stderr)
+    if p["degraded-sites"]:
+        print(f"  degraded sites: {', '.join(p['degraded-sites'])}", file=sys.stderr)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -135,7 +253,38 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"  chart: {chart}")
     if args.output:
         _write_json(schedule.to_json(), args.output)
+    if args.sites > 0:
+        _portfolio_demo(args.sites)
     return 0
+
+
+def _portfolio_demo(n: int) -> None:
+    import numpy as np
+
+    from vpp.examples import mixed_portfolio
+
+    request = mixed_portfolio(n, seed=7)
+    limit = float(request["target"]["max-consumption"].split()[0])
+    print(
+        f"\nportfolio demo: {n} mixed homes behind congestion point "
+        f"{request['target']['congestion-point']}, limit {limit:g} kW, on local Ray"
+    )
+    result = solve_portfolio(request, compare=True)
+    p = result["portfolio"]
+    alone = solve_portfolio({**request, "target": None}, centralised=True)["portfolio"]
+    print(
+        f"  cost:        {p['cost']['value']:8.2f} EUR   (centralised optimum "
+        f"{p['centralised-cost']:.2f} EUR, gap {100 * p['gap']:.4f} %)"
+    )
+    print(f"  iterations:  {p['iterations']:8d}       (converged: {p['converged']})")
+    print(
+        f"  peak:        {max(p['power']['values']):8.2f} kW    (without the limit "
+        f"{float(np.max(alone['power']['values'])):.2f} kW; limit {limit:g} kW)"
+    )
+    print(
+        f"  limit violation: {p['target-violation-kw']:g} kW; "
+        f"feasibility step cost {p.get('feasibility-cost', 0.0):+.4f} EUR"
+    )
 
 
 def _safe_url(url: str) -> str:

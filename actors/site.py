@@ -1,0 +1,73 @@
+"""Site actors: each holds the flex-models of one site (or a shard of sites), their models
+built once, and their latest schedules; it answers the coordinator's ADMM calls.
+
+The actor's constructor arguments are the sites' validated requests, so when Ray restarts a
+crashed actor (``max_restarts``) it rebuilds the same sites from them: re-seeded from the
+stored flex-models, only its warm-start state is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from vpp.errors import InfeasibleError
+from vpp.request import ScheduleRequest
+from vpp.site import SiteProblem, SiteSchedule
+from vpp.telemetry import tracer
+
+logger = logging.getLogger(__name__)
+
+
+class SiteShard:
+    """One or more sites. Methods take and return arrays with one row per site."""
+
+    def __init__(self, ids: list[str], requests: list[ScheduleRequest]) -> None:
+        self.ids = ids
+        self.sites = [SiteProblem(r) for r in requests]
+        self._spans = tracer(__name__)
+        logger.info("shard of %d sites ready in pid %d", len(ids), os.getpid())
+
+    def solve_alone(self) -> tuple[np.ndarray, np.ndarray, list[SiteSchedule]]:
+        schedules = []
+        for site_id, site in zip(self.ids, self.sites, strict=True):
+            with self._spans.start_as_current_span("site.solve") as span:
+                span.set_attribute("vpp.site", site_id)
+                schedules.append(site.solve())
+        return (
+            np.array([s.site_power for s in schedules]),
+            np.array([s.cost for s in schedules]),
+            schedules,
+        )
+
+    def x_update(
+        self, rho: float, targets: np.ndarray, rows: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Prox step of every site toward its row of ``targets`` (the portfolio's array)."""
+        x, costs = [], []
+        for site_id, site, row in zip(self.ids, self.sites, rows, strict=True):
+            with self._spans.start_as_current_span("site.solve") as span:
+                span.set_attribute("vpp.site", site_id)
+                x.append(site.prox(rho, targets[row]))
+                costs.append(site.schedule_of_last().cost)
+        return np.array(x), np.array(costs)
+
+    def solve_within(
+        self, lower: np.ndarray, upper: np.ndarray, rows: list[int]
+    ) -> list[SiteSchedule | None]:
+        out: list[SiteSchedule | None] = []
+        for site_id, site, row in zip(self.ids, self.sites, rows, strict=True):
+            with self._spans.start_as_current_span("site.solve") as span:
+                span.set_attribute("vpp.site", site_id)
+                try:
+                    out.append(site.solve_within(lower[row], upper[row]))
+                except InfeasibleError:
+                    out.append(None)
+        return out
+
+    def node_id(self) -> str:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
