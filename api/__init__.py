@@ -1,0 +1,1 @@
+"""vpp's REST API: FastAPI routers served by Ray Serve (``vpp serve``)."""

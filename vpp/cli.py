@@ -77,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, help="ADMM relative tolerance (default 1e-4)")
     p.set_defaults(func=_portfolio)
 
+    p = sub.add_parser("serve", help="the REST API on Ray Serve, with the Ray dashboard")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS or local)")
+    p.set_defaults(func=_serve)
+
     p = sub.add_parser("demo", help="the example home, then a portfolio of homes on Ray")
     p.add_argument("--chart", default="vpp-demo.png", help="where to write the PNG chart")
     p.add_argument("-o", "--output", help="also write the home's result JSON here")
@@ -110,6 +116,13 @@ def _schedule(args: argparse.Namespace) -> int:
     from vpp.site import schedule
 
     _write_json(schedule(_read_json(args.request)), args.output)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from api.serve import run_forever
+
+    run_forever(args.host, args.port, args.address)
     return 0
 
 

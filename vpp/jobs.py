@@ -9,6 +9,7 @@ its problem+json body.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -98,3 +99,86 @@ def _save(
         values=values,
         unit="kW",
     )
+
+
+class JobCancelledError(VppError):
+    """The job was cancelled while it ran."""
+
+    http_status = 409
+    title = "Job cancelled"
+
+
+PortfolioRunner = Callable[[dict[str, Any], str, Callable[[dict[str, Any]], None]], dict[str, Any]]
+"""``(request, job_id, on_progress) -> result JSON``: how portfolio jobs are run (Ray)."""
+
+
+def execute_job(
+    sessions: sessionmaker[Session],
+    job_id: str,
+    portfolio_runner: PortfolioRunner | None = None,
+) -> str:
+    """Run a claimed (``running``) job and store its outcome; returns the final status.
+
+    A job cancelled meanwhile keeps its ``cancelled`` status: its result is dropped.
+    """
+    with sessions.begin() as session:
+        job = repo.get_job(session, job_id)
+        kind, request = job.kind, dict(job.request)
+    try:
+        if kind == "portfolio":
+            if portfolio_runner is None:
+                raise VppError("portfolio jobs need a Ray runner")
+            result = portfolio_runner(request, job_id, _progress_writer(sessions, job_id))
+        else:
+            result = SiteProblem(request).solve().to_json()
+    except JobCancelledError:
+        return "cancelled"
+    except VppError as err:
+        return _finish(sessions, job_id, "failed", error=err.to_problem())
+    except Exception as err:  # a bug or a lost actor: the job fails, the runner lives on
+        logger.exception("job %s failed unexpectedly", job_id)
+        problem = {
+            "type": "urn:vpp:error:InternalError",
+            "title": "Internal error",
+            "status": 500,
+            "detail": f"{type(err).__name__}: the job could not finish",
+        }
+        return _finish(sessions, job_id, "failed", error=problem)
+    return _finish(sessions, job_id, "finished", result=result)
+
+
+def _finish(sessions: sessionmaker[Session], job_id: str, status: str, **fields: Any) -> str:
+    with sessions.begin() as session:
+        job = repo.get_job(session, job_id, for_update=True)
+        if job.status != "running":  # cancelled meanwhile: keep it so
+            return str(job.status)
+        repo.set_job_status(session, job_id, status, **fields)
+    logger.info("job %s %s", job_id, status)
+    return status
+
+
+def _progress_writer(
+    sessions: sessionmaker[Session], job_id: str
+) -> Callable[[dict[str, Any]], None]:
+    """Store each ADMM iteration's residuals as the job's progress; stop if cancelled."""
+
+    def write(entry: dict[str, Any]) -> None:
+        with sessions.begin() as session:
+            job = repo.get_job(session, job_id)
+            if job.status == "cancelled":
+                raise JobCancelledError(f"job {job_id} was cancelled")
+            progress: dict[str, Any] = {
+                k: entry[k]
+                for k in (
+                    "iteration",
+                    "primal_residual",
+                    "dual_residual",
+                    "rho",
+                    "objective",
+                    "violation",
+                )
+                if k in entry
+            }
+            repo.set_job_status(session, job_id, "running", progress=progress)
+
+    return write

@@ -1,0 +1,100 @@
+"""The job runner: one named Ray actor per cluster that takes queued jobs from the database
+and runs them (single sites in its own threads, portfolios through a coordinator actor).
+
+Nothing is lost on a crash: a job is only ever ``queued`` (in the database) or claimed by a
+runner. When a runner starts (also after Ray restarted it), jobs still marked ``running``
+belonged to a runner that died: they are queued again, or failed after three attempts; a
+requeued portfolio job resumes from its coordinator checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import ray
+
+from actors.run import run_portfolio
+from vpp.jobs import execute_job
+from vpp.store import make_engine, session_factory, upgrade
+from vpp.store import repository as repo
+
+logger = logging.getLogger(__name__)
+
+RUNNER_NAME = "vpp-job-runner"
+NAMESPACE = "vpp"
+
+
+class JobRunner:
+    def __init__(
+        self, database_url: str, workers: int = 2, checkpoint_dir: str | None = None
+    ) -> None:
+        engine = make_engine(database_url)
+        upgrade(engine)
+        self.sessions = session_factory(engine)
+        self.checkpoint_dir = checkpoint_dir
+        with self.sessions.begin() as session:
+            requeued, failed = repo.requeue_unfinished(session)
+        if requeued or failed:
+            logger.warning("recovered jobs: %d requeued, %d failed", len(requeued), len(failed))
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"job-worker-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def kick(self) -> None:
+        """A job was queued: wake a worker now rather than at its next poll."""
+        self._wake.set()
+
+    def ping(self) -> str:
+        return "ok"
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with self.sessions.begin() as session:
+                    job = repo.claim_next_job(session)
+                    job_id = job.id if job is not None else None
+            except Exception:  # the database is down: wait and retry, never die
+                logger.exception("could not claim a job")
+                job_id = None
+            if job_id is None:
+                self._wake.wait(timeout=1.0)
+                self._wake.clear()
+                continue
+            execute_job(self.sessions, job_id, self._portfolio)
+
+    def _portfolio(self, request: dict[str, Any], job_id: str, on_progress: Any) -> dict[str, Any]:
+        from actors.run import start_coordinator
+
+        coordinator = start_coordinator(self.checkpoint_dir)
+        try:
+            return run_portfolio(
+                request, job_id=job_id, coordinator=coordinator, on_progress=on_progress
+            )
+        finally:
+            ray.kill(coordinator)
+
+
+def get_runner(database_url: str, checkpoint_dir: str | None = None) -> Any:
+    """The cluster's job runner, started if it is not running yet."""
+    remote: Any = ray.remote(JobRunner)
+    return remote.options(
+        name=RUNNER_NAME,
+        namespace=NAMESPACE,
+        get_if_exists=True,
+        lifetime="detached",
+        max_restarts=-1,
+        max_task_retries=0,
+        max_concurrency=8,
+        num_cpus=0,
+    ).remote(database_url, 2, checkpoint_dir)

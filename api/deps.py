@@ -1,0 +1,77 @@
+"""Request-scoped dependencies: a database session and the authenticated caller."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from vpp.store import repository as repo
+
+ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request, committed when the route returns without error."""
+    with request.app.state.sessions.begin() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: int
+    user: str
+    role: str
+    account_id: int
+    account_kind: str
+    visible: tuple[int, ...]  # account ids this caller may see (own + consultancy clients)
+
+    def may_see(self, account_id: int | None) -> bool:
+        return account_id is not None and account_id in self.visible
+
+
+def get_caller(request: Request, session: SessionDep) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(
+            401,
+            "send a bearer token: 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    user = repo.user_for_token(session, token.strip())
+    if user is None:
+        raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+    account = user.account
+    return Caller(
+        user.id,
+        user.name,
+        user.role,
+        account.id,
+        account.kind,
+        tuple(repo.visible_account_ids(session, account)),
+    )
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def require(role: str) -> Callable[[Caller], Caller]:
+    """Dependency: the caller's role is at least ``role`` (viewer < operator < admin)."""
+
+    def check(caller: CallerDep) -> Caller:
+        if ROLE_RANK[caller.role] < ROLE_RANK[role]:
+            raise HTTPException(403, f"this needs the {role} role; you are {caller.role}")
+        return caller
+
+    return check
+
+
+OperatorDep = Annotated[Caller, Depends(require("operator"))]
+AdminDep = Annotated[Caller, Depends(require("admin"))]

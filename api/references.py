@@ -1,0 +1,148 @@
+"""Requests may name stored things instead of repeating them:
+
+* ``{"site": 12, "start": ..., "flex-model": [...overrides by device name...],
+  "flex-context": {...overrides...}}`` takes the stored site's devices and flex-context;
+* any series may be ``{"sensor": 7}``: the stored time series for the request's window,
+  resampled to the request's resolution (mean of finer data, finer steps repeat coarser data).
+
+References are expanded when a job is submitted, so a stored job is self-contained.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import HTTPException
+from pydantic import TypeAdapter
+from sqlalchemy.orm import Session
+
+from api.deps import Caller
+from vpp.errors import RequestValidationError
+from vpp.store import Sensor, Site
+from vpp.store import repository as repo
+
+_DATETIME = TypeAdapter(datetime)
+_DURATION = TypeAdapter(timedelta)
+
+
+def visible_site(session: Session, caller: Caller, site_id: Any) -> Site:
+    site = session.get(Site, site_id) if isinstance(site_id, int) else None
+    if site is None or not caller.may_see(site.account_id):
+        raise HTTPException(404, f"no site {site_id!r}")
+    return site
+
+
+def visible_sensor(session: Session, caller: Caller, sensor_id: Any) -> Sensor:
+    sensor = session.get(Sensor, sensor_id) if isinstance(sensor_id, int) else None
+    if sensor is None or not caller.may_see(sensor.account_id):
+        raise HTTPException(404, f"no sensor {sensor_id!r}")
+    return sensor
+
+
+def site_as_request(site: Site) -> dict[str, Any]:
+    devices = [{"name": d.name, "type": d.type, **d.flex_model} for d in site.devices]
+    return {"flex-model": devices, "flex-context": dict(site.flex_context or {})}
+
+
+def expand_site(session: Session, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
+    """A single-site request with its stored site and sensors filled in."""
+    out = dict(body)
+    if "site" in out:
+        stored = site_as_request(visible_site(session, caller, out.pop("site")))
+        overrides = out.get("flex-model") or []
+        out["flex-model"] = _merge_devices(stored["flex-model"], overrides)
+        out["flex-context"] = {**stored["flex-context"], **(out.get("flex-context") or {})}
+    return expand_sensors(session, caller, out)
+
+
+def _merge_devices(stored: list[dict[str, Any]], overrides: Any) -> list[dict[str, Any]]:
+    if isinstance(overrides, dict):
+        overrides = [overrides]
+    by_name = {d["name"]: dict(d) for d in stored}
+    for i, override in enumerate(overrides):
+        if not isinstance(override, dict) or "name" not in override:
+            raise RequestValidationError.single(
+                f"flex-model[{i}].name", "overrides of a stored site name their device"
+            )
+        by_name[override["name"]] = {**by_name.get(override["name"], {}), **override}
+    return list(by_name.values())
+
+
+def expand_sensors(session: Session, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
+    """Replace every ``{"sensor": id}`` with the stored values on the request's steps."""
+    try:
+        start = _DATETIME.validate_python(body["start"])
+        duration = _DURATION.validate_python(body["duration"])
+        resolution = _DURATION.validate_python(body.get("resolution", "PT15M"))
+    except Exception:
+        return body  # the request's own validation names the bad field
+
+    def walk(node: Any, path: str) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"sensor"}:
+                return _series(session, caller, node["sensor"], start, duration, resolution, path)
+            return {k: walk(v, f"{path}.{k}" if path else k) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(node)]
+        return node
+
+    return dict(walk(body, ""))
+
+
+def _series(
+    session: Session,
+    caller: Caller,
+    sensor_id: Any,
+    start: datetime,
+    duration: timedelta,
+    resolution: timedelta,
+    path: str,
+) -> dict[str, Any]:
+    sensor = visible_sensor(session, caller, sensor_id)
+    values = resample(
+        repo.read_time_series(session, sensor, start, start + duration),
+        sensor.resolution,
+        start,
+        duration,
+        resolution,
+    )
+    if np.isnan(values).any():
+        first = int(np.flatnonzero(np.isnan(values))[0])
+        raise RequestValidationError.single(
+            path, f"sensor {sensor.id} has no data at {(start + first * resolution).isoformat()}"
+        )
+    return {"values": values.tolist(), "unit": sensor.unit}
+
+
+def resample(
+    series: pd.Series,
+    source: timedelta,
+    start: datetime,
+    duration: timedelta,
+    resolution: timedelta,
+) -> np.ndarray:
+    """Values on ``[start, start + duration)`` every ``resolution``: the mean of finer data;
+    coarser data repeated on every step it covers; NaN where nothing is stored."""
+    steps = int(duration / resolution)
+    out = np.full(steps, np.nan)
+    if series.empty:
+        return out
+    offsets = np.array(
+        [(pd.Timestamp(t).to_pydatetime() - start) / resolution for t in series.index]
+    )
+    values = series.to_numpy(dtype=float)
+    if source <= resolution:  # finer or equal: average what falls in each step
+        bins = np.floor(offsets + 1e-9).astype(int)
+        inside = (bins >= 0) & (bins < steps)
+        sums = np.bincount(bins[inside], weights=values[inside], minlength=steps)
+        counts = np.bincount(bins[inside], minlength=steps)
+        np.divide(sums, counts, out=out, where=counts > 0)
+        return out
+    span = source / resolution  # coarser: each value covers `span` of our steps
+    for offset, value in zip(offsets, values, strict=True):
+        lo, hi = max(0, int(np.ceil(offset - 1e-9))), min(steps, int(np.ceil(offset + span - 1e-9)))
+        out[lo:hi] = value
+    return out

@@ -1,0 +1,172 @@
+"""Scheduling jobs: ``POST /scheduling-job/{storage,shifting,portfolio}``,
+``GET``/``DELETE /scheduling-job/{id}`` (FlexMeasures' planned REST-like jobs API)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Request, Response
+from pydantic import BaseModel
+
+from api.deps import CallerDep, OperatorDep, SessionDep
+from api.references import expand_sensors, expand_site, visible_site
+from vpp.errors import RequestValidationError
+from vpp.portfolio import parse_portfolio
+from vpp.request import parse_request
+from vpp.store import Portfolio, SchedulingJob
+from vpp.store import repository as repo
+
+router = APIRouter(prefix="/api/v1", tags=["scheduling jobs"])
+
+Json = Annotated[
+    dict[str, Any],
+    Body(
+        openapi_examples={
+            "battery": {
+                "summary": "one battery (see README)",
+                "value": {
+                    "start": "2026-03-02T00:00:00+01:00",
+                    "duration": "PT24H",
+                    "resolution": "PT15M",
+                    "flex-model": {
+                        "soc-at-start": "10 kWh",
+                        "soc-max": "40 kWh",
+                        "power-capacity": "10 kW",
+                    },
+                    "flex-context": {"consumption-price": "50 EUR/MWh"},
+                },
+            },
+            "stored site": {
+                "summary": "a stored site with overrides",
+                "value": {
+                    "site": 1,
+                    "start": "2026-03-02T00:00:00+01:00",
+                    "duration": "PT24H",
+                    "flex-context": {"consumption-price": {"sensor": 3}},
+                },
+            },
+        }
+    ),
+]
+
+
+class JobAccepted(BaseModel):
+    job: str
+    status: str
+
+
+def _accept(
+    request: Request, response: Response, caller: Any, kind: str, body: dict[str, Any]
+) -> JobAccepted:
+    with request.app.state.sessions.begin() as session:
+        job = repo.create_job(
+            session, kind, body, account=session.get(repo.Account, caller.account_id)
+        )
+        job_id = job.id
+    request.app.state.dispatcher.kick()
+    response.headers["Location"] = f"/api/v1/scheduling-job/{job_id}"
+    return JobAccepted(job=job_id, status="queued")
+
+
+@router.post("/scheduling-job/storage", status_code=202, response_model=JobAccepted)
+def post_storage(
+    body: Json, request: Request, response: Response, caller: OperatorDep, session: SessionDep
+) -> JobAccepted:
+    """Schedule one site (storage and any other devices); its request, or a stored site."""
+    expanded = expand_site(session, caller, body)
+    parse_request(expanded)  # 422 with field paths before anything is queued
+    return _accept(request, response, caller, "storage", expanded)
+
+
+@router.post("/scheduling-job/shifting", status_code=202, response_model=JobAccepted)
+def post_shifting(
+    body: Json, request: Request, response: Response, caller: OperatorDep, session: SessionDep
+) -> JobAccepted:
+    """Schedule a shiftable process (devices default to ``type: shiftable`` here)."""
+    raw = dict(body)
+    model = raw.get("flex-model")
+    if isinstance(model, dict):
+        raw["flex-model"] = {"type": "shiftable", **model}
+    elif isinstance(model, list):
+        raw["flex-model"] = [
+            {"type": "shiftable", **d} if isinstance(d, dict) else d for d in model
+        ]
+    expanded = expand_site(session, caller, raw)
+    parsed = parse_request(expanded)
+    if not any(d.type == "shiftable" for d in parsed.flex_model):
+        raise RequestValidationError.single("flex-model", "a shifting job needs a shiftable device")
+    return _accept(request, response, caller, "shifting", expanded)
+
+
+@router.post("/scheduling-job/portfolio", status_code=202, response_model=JobAccepted)
+def post_portfolio(
+    body: Json, request: Request, response: Response, caller: OperatorDep, session: SessionDep
+) -> JobAccepted:
+    """Schedule a portfolio toward its target with ADMM on Ray; or a stored portfolio:
+    ``{"portfolio": id, "start", "duration", "flex-context", "target"}``."""
+    raw = dict(body)
+    if "portfolio" in raw:
+        stored = session.get(Portfolio, raw.pop("portfolio"))
+        if stored is None or not caller.may_see(stored.account_id):
+            raise HTTPException(404, "no such portfolio")
+        raw["sites"] = [
+            {"id": site.name, **_site_body(session, caller, site.id)} for site in stored.sites
+        ]
+    expanded = expand_sensors(session, caller, raw)
+    parse_portfolio(expanded)
+    return _accept(request, response, caller, "portfolio", expanded)
+
+
+def _site_body(session: Any, caller: Any, site_id: int) -> dict[str, Any]:
+    from api.references import site_as_request
+
+    return site_as_request(visible_site(session, caller, site_id))
+
+
+def _visible_job(session: Any, caller: Any, job_id: str) -> SchedulingJob:
+    job: SchedulingJob | None = session.get(SchedulingJob, job_id)
+    if job is None or not caller.may_see(job.account_id):
+        raise HTTPException(404, f"no scheduling job {job_id}")
+    return job
+
+
+@router.get("/scheduling-job/{job_id}")
+def get_job(job_id: str, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
+    """Status, progress while running, the result when finished, the error when failed."""
+    job = _visible_job(session, caller, job_id)
+    body: dict[str, Any] = {
+        "job": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "created": job.created_at.isoformat(),
+        "started": job.started_at.isoformat() if job.started_at else None,
+        "finished": job.finished_at.isoformat() if job.finished_at else None,
+    }
+    if job.progress:
+        body["progress"] = job.progress
+    if job.status == "finished":
+        body["result"] = job.result
+    if job.status == "failed":
+        body["error"] = job.error
+    return body
+
+
+@router.delete("/scheduling-job/{job_id}", status_code=204)
+def delete_job(job_id: str, caller: OperatorDep, session: SessionDep) -> Response:
+    """Cancel a job that is not computed yet; 409 once it has an outcome."""
+    job = _visible_job(session, caller, job_id)
+    if job.status in repo.TERMINAL_STATUSES:
+        raise HTTPException(409, f"job {job_id} is {job.status}; it cannot be cancelled")
+    repo.set_job_status(session, job_id, "cancelled")
+    return Response(status_code=204)
+
+
+@router.get("/scheduling-jobs")
+def list_jobs(
+    caller: CallerDep, session: SessionDep, status: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    jobs = repo.list_jobs(session, list(caller.visible), status=status, limit=min(limit, 1000))
+    return [
+        {"job": j.id, "kind": j.kind, "status": j.status, "created": j.created_at.isoformat()}
+        for j in jobs
+    ]
