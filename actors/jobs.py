@@ -9,6 +9,7 @@ requeued portfolio job resumes from its coordinator checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from typing import Any

@@ -99,15 +99,15 @@ def run_forever(host: str, port: int, address: str | None) -> None:
     stop.wait()
     print("shutting down", flush=True)
     serve.shutdown()
-    _stop_runner()
+    _stop_runner(settings.database_url)
     ray.shutdown()
 
 
-def _stop_runner() -> None:
-    from actors.jobs import NAMESPACE, RUNNER_NAME
+def _stop_runner(database_url: str) -> None:
+    from actors.jobs import NAMESPACE, runner_name
 
     try:
-        runner = ray.get_actor(RUNNER_NAME, namespace=NAMESPACE)
+        runner = ray.get_actor(runner_name(database_url), namespace=NAMESPACE)
     except ValueError:
         return
     ray.get(runner.stop.remote(), timeout=10)
