@@ -86,11 +86,16 @@ class JobRunner:
             ray.kill(coordinator)
 
 
+def runner_name(database_url: str) -> str:
+    """One runner per database a cluster serves (tests serve SQLite and PostgreSQL at once)."""
+    return f"{RUNNER_NAME}-{hashlib.sha256(database_url.encode()).hexdigest()[:10]}"
+
+
 def get_runner(database_url: str, checkpoint_dir: str | None = None) -> Any:
-    """The cluster's job runner, started if it is not running yet."""
+    """The job runner for ``database_url``, started if it is not running yet."""
     remote: Any = ray.remote(JobRunner)
     return remote.options(
-        name=RUNNER_NAME,
+        name=runner_name(database_url),
         namespace=NAMESPACE,
         get_if_exists=True,
         lifetime="detached",
