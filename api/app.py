@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request, Response
 
 from api import problems
-from api.routes import jobs
+from api.routes import accounts, charts, jobs, resources
 from vpp.store import make_engine, session_factory, upgrade
 from vpp.telemetry import tracer
 
@@ -62,6 +62,9 @@ def create_app(database_url: str, dispatcher: Dispatcher | None = None) -> FastA
     app.state.dispatcher = dispatcher or InlineDispatcher(app.state.sessions)
     problems.install(app)
     app.include_router(jobs.router)
+    app.include_router(resources.router)
+    app.include_router(accounts.router)
+    app.include_router(charts.router)
     spans = tracer(__name__)
 
     @app.middleware("http")

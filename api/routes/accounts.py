@@ -1,0 +1,117 @@
+"""Accounts, users and API tokens.
+
+* Every caller sees its own account; a **consultancy** account also sees (and its admins
+  manage) its client accounts. The account made by ``vpp serve`` on first start is the
+  platform's consultancy account: its admin creates the other accounts.
+* Roles: ``admin`` manages users and tokens, ``operator`` also writes sites, series and jobs,
+  ``viewer`` reads. Another account's things answer 404, not 403.
+* Tokens are shown once, when issued; the database keeps only their SHA-256.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Response
+from pydantic import Field
+
+from api.deps import AdminDep, Caller, CallerDep, SessionDep
+from vpp.device import Spec
+from vpp.store import Account, ApiToken, User
+from vpp.store import repository as repo
+
+router = APIRouter(prefix="/api/v1", tags=["accounts"])
+
+
+class AccountIn(Spec):
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["aggregator", "consultancy", "dso"] = "aggregator"
+
+
+class UserIn(Spec):
+    name: str = Field(min_length=1, max_length=200)
+    role: Literal["admin", "operator", "viewer"] = "operator"
+
+
+class TokenIn(Spec):
+    name: str = Field(default="api", min_length=1, max_length=200)
+
+
+def account_json(a: Account) -> dict[str, Any]:
+    return {"id": a.id, "name": a.name, "kind": a.kind, "parent": a.parent_account_id}
+
+
+@router.get("/me")
+def me(caller: CallerDep, session: SessionDep) -> dict[str, Any]:
+    account = session.get(Account, caller.account_id)
+    assert account is not None
+    return {
+        "user": caller.user,
+        "role": caller.role,
+        "account": account_json(account),
+        "visible-accounts": list(caller.visible),
+    }
+
+
+@router.get("/accounts")
+def list_accounts(caller: CallerDep, session: SessionDep) -> list[dict[str, Any]]:
+    return [account_json(a) for a in (session.get(Account, i) for i in caller.visible) if a]
+
+
+@router.post("/accounts", status_code=201)
+def create_account(body: AccountIn, caller: AdminDep, session: SessionDep) -> dict[str, Any]:
+    """A client account of the caller's consultancy account."""
+    parent = session.get(Account, caller.account_id)
+    assert parent is not None
+    if parent.kind != "consultancy":
+        raise HTTPException(403, "only a consultancy account's admins create accounts")
+    if session.query(Account).filter(Account.name == body.name).first() is not None:
+        raise HTTPException(409, f"an account named {body.name!r} exists")
+    return account_json(repo.get_or_create_account(session, body.name, body.kind, parent=parent))
+
+
+def _managed_account(session: Any, caller: Caller, account_id: int) -> Account:
+    account: Account | None = session.get(Account, account_id)
+    if account is None or not caller.may_see(account.id):
+        raise HTTPException(404, f"no account {account_id}")
+    return account
+
+
+@router.post("/accounts/{account_id}/users", status_code=201)
+def create_user(
+    account_id: int, body: UserIn, caller: AdminDep, session: SessionDep
+) -> dict[str, Any]:
+    account = _managed_account(session, caller, account_id)
+    try:
+        user = repo.create_user(session, account, body.name, body.role)
+    except repo.RecordExistsError as err:
+        raise HTTPException(409, str(err)) from None
+    return {"id": user.id, "name": user.name, "role": user.role, "account": account.id}
+
+
+@router.get("/accounts/{account_id}/users")
+def list_users(account_id: int, caller: AdminDep, session: SessionDep) -> list[dict[str, Any]]:
+    account = _managed_account(session, caller, account_id)
+    users = session.query(User).filter(User.account_id == account.id).order_by(User.id)
+    return [{"id": u.id, "name": u.name, "role": u.role, "account": account.id} for u in users]
+
+
+@router.post("/users/{user_id}/tokens", status_code=201)
+def issue_token(
+    user_id: int, body: TokenIn, caller: AdminDep, session: SessionDep
+) -> dict[str, Any]:
+    """A new API token for the user; its text is in this response only."""
+    user = session.get(User, user_id)
+    if user is None or not caller.may_see(user.account_id):
+        raise HTTPException(404, f"no user {user_id}")
+    row, plain = repo.issue_token(session, user, body.name)
+    return {"id": row.id, "name": row.name, "user": user.id, "token": plain}
+
+
+@router.delete("/tokens/{token_id}", status_code=204)
+def revoke_token(token_id: int, caller: AdminDep, session: SessionDep) -> Response:
+    row = session.get(ApiToken, token_id)
+    if row is None or not caller.may_see(row.user.account_id):
+        raise HTTPException(404, f"no token {token_id}")
+    repo.revoke_token(session, token_id)
+    return Response(status_code=204)

@@ -1,0 +1,340 @@
+"""Sites (with their devices' flex-models), portfolios and time series (sensors)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from pydantic import AwareDatetime, Field, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+
+from api.deps import Caller, CallerDep, OperatorDep, SessionDep
+from api.references import resample, visible_sensor, visible_site
+from vpp.device import Spec
+from vpp.errors import FieldIssue, RequestValidationError
+from vpp.request import FlexContext, FlexModel, issues_from_pydantic, validate
+from vpp.store import Account, Portfolio, Sensor, Site
+from vpp.store import repository as repo
+from vpp.timeseries import iso_duration
+
+router = APIRouter(prefix="/api/v1", tags=["sites, portfolios and time series"])
+
+_FLEX_MODEL = TypeAdapter(FlexModel)
+
+
+class SiteIn(Spec):
+    name: str = Field(min_length=1, max_length=200)
+    ean: str | None = None
+    congestion_point: str | None = None
+    flex_model: list[dict[str, Any]] = Field(default_factory=list)
+    flex_context: dict[str, Any] = Field(default_factory=dict)
+
+
+def _check_site(body: SiteIn) -> list[dict[str, Any]]:
+    """Validate the devices and context (units, fields) and give each device its name."""
+    try:
+        devices = _FLEX_MODEL.validate_python(body.flex_model)
+    except PydanticValidationError as err:
+        raise RequestValidationError(
+            [
+                FieldIssue(
+                    f"flex-model{i.field}" if i.field.startswith("[") else f"flex-model.{i.field}",
+                    i.message,
+                )
+                for i in issues_from_pydantic(err)
+            ]
+        ) from None
+    try:
+        FlexContext.model_validate(body.flex_context)
+    except PydanticValidationError as err:
+        raise RequestValidationError(
+            [FieldIssue(f"flex-context.{i.field}", i.message) for i in issues_from_pydantic(err)]
+        ) from None
+    names = [d.label for d in devices]
+    if len(set(names)) != len(names):
+        raise RequestValidationError.single("flex-model", "device names must be unique")
+    return [
+        {
+            "name": d.label,
+            "type": d.type,
+            "flex_model": {k: v for k, v in raw.items() if k not in ("name", "type")},
+        }
+        for d, raw in zip(devices, body.flex_model, strict=True)
+    ]
+
+
+def site_json(site: Site) -> dict[str, Any]:
+    return {
+        "id": site.id,
+        "name": site.name,
+        "account": site.account_id,
+        "ean": site.ean,
+        "congestion-point": site.congestion_point,
+        "flex-model": [{"name": d.name, "type": d.type, **d.flex_model} for d in site.devices],
+        "flex-context": site.flex_context,
+    }
+
+
+@router.post("/sites", status_code=201)
+def create_site(
+    body: SiteIn, caller: OperatorDep, session: SessionDep, response: Response
+) -> dict[str, Any]:
+    """Store a site and its devices; ``name`` is unique within the account."""
+    devices = _check_site(body)
+    account = caller_account(session, caller)
+    if any(s.name == body.name for s in repo.list_sites(session, [caller.account_id])):
+        raise HTTPException(409, f"your account already has a site named {body.name!r}")
+    site = repo.upsert_site(
+        session,
+        account,
+        body.name,
+        body.flex_context,
+        devices,
+        ean=body.ean,
+        congestion_point=body.congestion_point,
+    )
+    response.headers["Location"] = f"/api/v1/sites/{site.id}"
+    return site_json(site)
+
+
+@router.put("/sites/{site_id}")
+def replace_site(
+    site_id: int, body: SiteIn, caller: OperatorDep, session: SessionDep
+) -> dict[str, Any]:
+    site = visible_site(session, caller, site_id)
+    devices = _check_site(body)
+    account = site.account
+    if body.name != site.name:
+        site.name = body.name
+        session.flush()
+    site = repo.upsert_site(
+        session,
+        account,
+        body.name,
+        body.flex_context,
+        devices,
+        ean=body.ean,
+        congestion_point=body.congestion_point,
+    )
+    return site_json(site)
+
+
+@router.get("/sites")
+def list_sites(caller: CallerDep, session: SessionDep) -> list[dict[str, Any]]:
+    return [site_json(s) for s in repo.list_sites(session, caller.visible)]
+
+
+@router.get("/sites/{site_id}")
+def get_site(site_id: int, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
+    return site_json(visible_site(session, caller, site_id))
+
+
+@router.delete("/sites/{site_id}", status_code=204)
+def delete_site(site_id: int, caller: OperatorDep, session: SessionDep) -> Response:
+    visible_site(session, caller, site_id)
+    repo.delete_site(session, site_id)
+    return Response(status_code=204)
+
+
+# -- portfolios --------------------------------------------------------------------------
+class PortfolioIn(Spec):
+    name: str = Field(min_length=1, max_length=200)
+    congestion_point: str | None = None
+    sites: list[int] = Field(min_length=1)
+
+
+def portfolio_json(p: Portfolio) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "name": p.name,
+        "account": p.account_id,
+        "congestion-point": p.congestion_point,
+        "sites": [s.id for s in p.sites],
+    }
+
+
+@router.post("/portfolios", status_code=201)
+def create_portfolio(body: PortfolioIn, caller: OperatorDep, session: SessionDep) -> dict[str, Any]:
+    """A named set of the account's sites, optionally behind one congestion point (EAN)."""
+    for i, site_id in enumerate(body.sites):
+        site = session.get(Site, site_id)
+        if site is None or site.account_id != caller.account_id:
+            raise RequestValidationError.single(f"sites[{i}]", f"you have no site {site_id}")
+    account = caller_account(session, caller)
+    try:
+        portfolio = repo.create_portfolio(
+            session, account, body.name, body.sites, congestion_point=body.congestion_point
+        )
+    except repo.RecordExistsError as err:
+        raise HTTPException(409, str(err)) from None
+    return portfolio_json(portfolio)
+
+
+@router.get("/portfolios")
+def list_portfolios(caller: CallerDep, session: SessionDep) -> list[dict[str, Any]]:
+    return [portfolio_json(p) for p in repo.list_portfolios(session, caller.visible)]
+
+
+@router.get("/portfolios/{portfolio_id}")
+def get_portfolio(portfolio_id: int, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
+    portfolio = session.get(Portfolio, portfolio_id)
+    if portfolio is None or not caller.may_see(portfolio.account_id):
+        raise HTTPException(404, f"no portfolio {portfolio_id}")
+    return portfolio_json(portfolio)
+
+
+# -- time series ---------------------------------------------------------------------------
+class SensorIn(Spec):
+    name: str = Field(min_length=1, max_length=200)
+    unit: str = Field(min_length=1, examples=["kW", "EUR/MWh"])
+    resolution: timedelta = timedelta(minutes=15)
+    site: int | None = None
+
+
+class SeriesIn(Spec):
+    start: AwareDatetime
+    values: list[float]
+    resolution: timedelta | None = None
+    source: str = "user"
+
+
+def sensor_json(s: Sensor) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "name": s.name,
+        "unit": s.unit,
+        "site": s.site_id,
+        "resolution": iso_duration(s.resolution),
+    }
+
+
+@router.post("/sensors", status_code=201)
+def create_sensor(body: SensorIn, caller: OperatorDep, session: SessionDep) -> dict[str, Any]:
+    """A time series (prices, inflexible load, PV forecast...) and its unit."""
+    _check_unit(body.unit)
+    site = visible_site(session, caller, body.site) if body.site is not None else None
+    account = caller_account(session, caller)
+    if any(s.name == body.name for s in repo.list_sensors(session, [caller.account_id])):
+        raise HTTPException(409, f"your account already has a sensor named {body.name!r}")
+    sensor = repo.get_or_create_sensor(
+        session, account, body.name, body.unit, body.resolution, site=site
+    )
+    return sensor_json(sensor)
+
+
+def _check_unit(unit: str) -> None:
+    from vpp.units import Kind, factor
+
+    kinds: tuple[Kind, ...] = ("power", "price", "energy", "fraction")
+    for kind in kinds:
+        try:
+            factor(unit, kind)
+            return
+        except ValueError:
+            continue
+    raise RequestValidationError.single(
+        "unit", f"{unit!r} is not a power, energy, price or fraction unit"
+    )
+
+
+@router.get("/sensors")
+def list_sensors(caller: CallerDep, session: SessionDep) -> list[dict[str, Any]]:
+    return [sensor_json(s) for s in repo.list_sensors(session, caller.visible)]
+
+
+@router.post("/sensors/{sensor_id}/data")
+async def post_data(
+    sensor_id: int, request: Request, caller: OperatorDep, session: SessionDep
+) -> dict[str, Any]:
+    """Upload values: JSON ``{"start", "values", "resolution"?, "source"?}`` or CSV
+    (``text/csv``: a header, then ``datetime,value`` rows at the sensor's resolution)."""
+    sensor = visible_sensor(session, caller, sensor_id)
+    raw = await request.body()
+    if request.headers.get("content-type", "").startswith("text/csv"):
+        start, values = _read_csv(raw.decode("utf-8", errors="replace"), sensor.resolution)
+        resolution, source = sensor.resolution, "user"
+    else:
+        body = validate(SeriesIn, _json(raw))
+        start, values, source = body.start, body.values, body.source
+        resolution = body.resolution or sensor.resolution
+    if not all(np.isfinite(values)):
+        raise RequestValidationError.single("values", "must be finite numbers")
+    stored = repo.save_time_series(session, sensor, start, resolution, values, source)
+    return {"sensor": sensor.id, "stored": stored}
+
+
+def _json(raw: bytes) -> Any:
+    import json
+
+    try:
+        return json.loads(raw or b"null")
+    except json.JSONDecodeError as err:
+        raise RequestValidationError.single("", f"invalid JSON: {err.msg}") from None
+
+
+_AWARE = TypeAdapter(AwareDatetime)
+
+
+def _read_csv(text: str, resolution: timedelta) -> tuple[datetime, list[float]]:
+    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    if len(rows) < 2:
+        raise RequestValidationError.single("csv", "need a header row and at least one value")
+    stamps, values = [], []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) < 2:
+            raise RequestValidationError.single(f"csv line {line}", "need datetime,value")
+        try:
+            stamps.append(_AWARE.validate_python(row[0].strip()))
+            values.append(float(row[1]))
+        except (PydanticValidationError, ValueError):
+            raise RequestValidationError.single(
+                f"csv line {line}", "need an ISO datetime with offset and a number"
+            ) from None
+    for line, (a, b) in enumerate(itertools.pairwise(stamps), start=3):
+        if b - a != resolution:
+            raise RequestValidationError.single(
+                f"csv line {line}", f"rows must be {iso_duration(resolution)} apart"
+            )
+    return stamps[0], values
+
+
+@router.get("/sensors/{sensor_id}/data")
+def get_data(
+    sensor_id: int,
+    caller: CallerDep,
+    session: SessionDep,
+    start: Annotated[AwareDatetime, Query()],
+    end: Annotated[AwareDatetime, Query()],
+    resolution: Annotated[timedelta | None, Query()] = None,
+) -> dict[str, Any]:
+    """Values on ``[start, end)``, resampled to ``resolution`` (default: the sensor's);
+    ``null`` where nothing is stored."""
+    sensor = visible_sensor(session, caller, sensor_id)
+    step = resolution or sensor.resolution
+    if end <= start or step <= timedelta(0) or abs((end - start) / step % 1) > 1e-9:
+        raise RequestValidationError.single("end", "end must follow start by whole steps")
+    values = resample(
+        repo.read_time_series(session, sensor, start, end),
+        sensor.resolution,
+        start,
+        end - start,
+        step,
+    )
+    return {
+        "sensor": sensor.id,
+        "start": start.isoformat(),
+        "resolution": iso_duration(step),
+        "unit": sensor.unit,
+        "values": [None if np.isnan(v) else float(v) for v in values],
+    }
+
+
+def caller_account(session: Any, caller: Caller) -> Account:
+    account: Account | None = session.get(Account, caller.account_id)
+    assert account is not None
+    return account
