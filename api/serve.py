@@ -74,7 +74,7 @@ def run_forever(host: str, port: int, address: str | None) -> None:
     engine = make_engine(settings.database_url)
     upgrade(engine)
     with session_factory(engine).begin() as session:
-        _, token = repo.ensure_admin(session, token=os.environ.get("VPP_ADMIN_TOKEN"))
+        _, token = repo.ensure_admin(session, token=os.environ.get("VPP_ADMIN_TOKEN") or None)
     if address or os.environ.get("RAY_ADDRESS"):
         context = ray.init(address=address, logging_level=logging.WARNING)
     else:

@@ -1,20 +1,16 @@
 """Tests of vpp.store (models, migrations, repository) and vpp.settings.
 
 Every database test runs on SQLite (a temporary file) and on PostgreSQL (a fresh schema in the
-``test`` database at 127.0.0.1:5432, dropped afterwards). If PostgreSQL is unreachable its
-tests error out, unless ``VPP_TEST_SKIP_POSTGRES=1``; ``VPP_TEST_POSTGRES_URL`` overrides the
-server to use. Expected values are written out literally or derived from the inputs with plain
-datetime arithmetic, never read back from the code under test.
+``test`` database at 127.0.0.1:5432, dropped afterwards): the fixtures are in
+``db_fixtures.py``. Expected values are written out literally or derived from the inputs with
+plain datetime arithmetic, never read back from the code under test.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import os
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -31,16 +27,13 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
-    create_engine,
     delete,
     func,
     insert,
     inspect,
     select,
-    text,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vpp.settings import get_settings
@@ -57,10 +50,8 @@ from vpp.store.tables import (
     TimedValue,
 )
 
-POSTGRES_CANDIDATES = (
-    "postgresql+psycopg2://postgres@127.0.0.1:5432/test",
-    "postgresql+psycopg2://root@127.0.0.1:5432/test",
-)
+pytest_plugins = ["db_fixtures"]  # db_url, fresh_db_url, engine, sessions
+
 EXPECTED_TABLES = {
     "accounts",
     "sites",
@@ -69,6 +60,10 @@ EXPECTED_TABLES = {
     "timed_values",
     "scheduling_jobs",
     "schedules",
+    "users",
+    "api_tokens",
+    "portfolios",
+    "portfolio_sites",
 }
 EXPECTED_CHECKS = {
     "accounts": {"ck_accounts_kind"},
@@ -80,88 +75,6 @@ AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
 
 # --------------------------------------------------------------------------- databases
-
-
-@functools.cache
-def _probe_postgres() -> tuple[str | None, str]:
-    """The first reachable PostgreSQL URL (or None) and the connection errors seen."""
-    override = os.environ.get("VPP_TEST_POSTGRES_URL")
-    errors = []
-    for url in (override,) if override else POSTGRES_CANDIDATES:
-        engine = create_engine(url, connect_args={"connect_timeout": 5})
-        try:
-            with engine.connect():
-                return url, ""
-        except OperationalError as exc:
-            errors.append(f"{url}: {str(exc.orig).strip()}")
-        finally:
-            engine.dispose()
-    return None, "; ".join(errors)
-
-
-def _postgres_url() -> str:
-    url, errors = _probe_postgres()
-    if url is not None:
-        return url
-    message = f"PostgreSQL is unreachable ({errors})"
-    if os.environ.get("VPP_TEST_SKIP_POSTGRES") == "1":
-        pytest.skip(message)
-    pytest.fail(f"{message}; set VPP_TEST_SKIP_POSTGRES=1 to skip the PostgreSQL tests")
-
-
-@contextmanager
-def _fresh_database(backend: str, directory: Path) -> Iterator[str]:
-    """The URL of an empty database: a new SQLite file, or a new PostgreSQL schema."""
-    if backend == "sqlite":
-        # A missing parent directory: make_engine must create it.
-        yield f"sqlite:///{directory / 'nested' / 'vpp.db'}"
-        return
-    server = _postgres_url()
-    schema = f"vpp_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        url = make_url(server).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def db_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """One database per backend for the whole test session (emptied after every test)."""
-    with _fresh_database(request.param, tmp_path_factory.mktemp("store")) as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database of its own for one test (for the migration tests)."""
-    with _fresh_database(request.param, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = store_db.make_engine(db_url)
-    store_db.upgrade(engine)
-    try:
-        yield engine
-    finally:
-        with engine.begin() as connection:
-            for table in reversed(Base.metadata.sorted_tables):
-                connection.execute(table.delete())
-        engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return store_db.session_factory(engine)
 
 
 @pytest.fixture
@@ -202,7 +115,7 @@ def test_upgrade_creates_the_model_schema(fresh_db_url: str) -> None:
         inspector = inspect(engine)
         assert set(inspector.get_table_names()) == EXPECTED_TABLES | {"alembic_version"}
         with engine.connect() as connection:
-            assert MigrationContext.configure(connection).get_current_revision() == "0001"
+            assert MigrationContext.configure(connection).get_current_revision() == "0002"
         assert _schema_diff(engine, Base.metadata) == []
         for table, names in EXPECTED_CHECKS.items():
             assert {c["name"] for c in inspector.get_check_constraints(table)} == names

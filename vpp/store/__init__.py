@@ -14,27 +14,35 @@ This package imports nothing from vpp except :mod:`vpp.settings`::
 from vpp.store.db import alembic_config, downgrade, make_engine, session_factory, upgrade
 from vpp.store.tables import (
     Account,
+    ApiToken,
     Base,
     Device,
+    Portfolio,
     Schedule,
     SchedulingJob,
     Sensor,
     Site,
     TimedValue,
+    User,
+    portfolio_sites,
 )
 
 __all__ = [
     "Account",
+    "ApiToken",
     "Base",
     "Device",
+    "Portfolio",
     "Schedule",
     "SchedulingJob",
     "Sensor",
     "Site",
     "TimedValue",
+    "User",
     "alembic_config",
     "downgrade",
     "make_engine",
+    "portfolio_sites",
     "session_factory",
     "upgrade",
 ]

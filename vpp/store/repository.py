@@ -3,33 +3,43 @@
 The functions ``flush`` (so ids exist and constraint violations surface early) but never
 commit: the caller owns the transaction, e.g. ``with session_factory(engine).begin() as s:``.
 Datetimes must be timezone-aware; they are stored and returned as UTC.
+
+Functions that list or fetch records for the API take the ids of the accounts the caller may
+see (:func:`visible_account_ids`) and leave authorisation of single records to the caller;
+``get_*`` raise :class:`RecordNotFoundError` (a ``LookupError``) for unknown ids.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import secrets
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final, cast
 
 import pandas as pd
-from sqlalchemy import func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import CursorResult, func, insert, select, update
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from vpp.store.tables import (
     ACCOUNT_KINDS,
     DEVICE_TYPES,
     JOB_KINDS,
     JOB_STATUSES,
+    USER_ROLES,
     Account,
+    ApiToken,
     Device,
+    Portfolio,
     Schedule,
     SchedulingJob,
     Sensor,
     Site,
     TimedValue,
+    User,
     utcnow,
 )
 
@@ -43,7 +53,20 @@ _NEXT_STATUSES: dict[str, frozenset[str]] = {
 }
 
 
-class JobNotFoundError(LookupError):
+TOKEN_PREFIX: Final = "vpp_"
+TOKEN_TOUCH_INTERVAL: Final = timedelta(minutes=1)
+"""``last_used_at`` of a token is written at most this often (not on every request)."""
+
+
+class RecordNotFoundError(LookupError):
+    """No record of the requested kind has the given id."""
+
+
+class RecordExistsError(ValueError):
+    """A record with that name already exists where names must be unique."""
+
+
+class JobNotFoundError(RecordNotFoundError):
     """No scheduling job has the given id."""
 
 
@@ -86,6 +109,149 @@ def get_or_create_account(
     session.flush()
     logger.info("created %s account %r (id %s)", kind, name, account.id)
     return account
+
+
+def visible_account_ids(session: Session, account: Account) -> list[int]:
+    """``account``'s id and, for a consultancy, the ids of its client accounts.
+
+    Clients are the accounts whose ``parent_account_id`` is the consultancy, and their clients
+    in turn (any depth; a cycle ends the walk). The account itself comes first, then the
+    clients level by level, each level sorted by id.
+    """
+    ids = [account.id]
+    if account.kind != "consultancy":
+        return ids
+    seen = {account.id}
+    level = [account.id]
+    while level:
+        children = session.scalars(
+            select(Account.id).where(Account.parent_account_id.in_(level)).order_by(Account.id)
+        ).all()
+        level = [child for child in children if child not in seen]
+        seen.update(level)
+        ids.extend(level)
+    return ids
+
+
+def create_user(session: Session, account: Account, name: str, role: str) -> User:
+    """A new user ``name`` of ``account`` with ``role`` (admin, operator or viewer).
+
+    Raises ``ValueError`` for an unknown role and ``RecordExistsError`` if the account already
+    has a user of that name.
+    """
+    _check_choice("user role", role, USER_ROLES)
+    taken = session.scalar(select(User.id).where(User.account_id == account.id, User.name == name))
+    if taken is not None:
+        raise RecordExistsError(f"account {account.name!r} already has a user {name!r}")
+    user = User(account=account, name=name, role=role, created_at=utcnow())
+    session.add(user)
+    session.flush()
+    logger.info("created %s user %r of account %r (id %s)", role, name, account.name, user.id)
+    return user
+
+
+def hash_token(token: str) -> str:
+    """The hex SHA-256 of ``token``: what is stored (and looked up) instead of the token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _add_token(session: Session, user: User, name: str, token: str) -> ApiToken:
+    row = ApiToken(user_id=user.id, name=name, token_hash=hash_token(token), created_at=utcnow())
+    session.add(row)
+    session.flush()
+    logger.info("issued token %r (id %s) to user %r", name, row.id, user.name)
+    return row
+
+
+def issue_token(session: Session, user: User, name: str) -> tuple[ApiToken, str]:
+    """A new random API token for ``user``: the stored row and the plain token.
+
+    The plain token (``vpp_`` and 43 URL-safe characters, 256 random bits) is returned once
+    and never stored; only its :func:`hash_token` is.
+    """
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return _add_token(session, user, name, token), token
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    """The user holding the unrevoked API token ``token`` (with its account loaded), or None.
+
+    Stamps the token's ``last_used_at``, but only if it is unset or older than
+    :data:`TOKEN_TOUCH_INTERVAL`, so that authenticating is not a write on every request.
+    """
+    if not token:
+        return None
+    row = session.scalar(
+        select(ApiToken)
+        .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+        .options(joinedload(ApiToken.user).joinedload(User.account))
+        .execution_options(populate_existing=True)
+    )
+    if row is None:
+        return None
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at >= TOKEN_TOUCH_INTERVAL:
+        row.last_used_at = now
+        session.flush()
+    return row.user
+
+
+def revoke_token(session: Session, token_id: int) -> ApiToken:
+    """Revoke the API token ``token_id`` (revoking twice keeps the first ``revoked_at``).
+
+    Raises ``RecordNotFoundError`` if there is no such token.
+    """
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise RecordNotFoundError(f"no API token {token_id!r}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.flush()
+        logger.info("revoked token %r (id %s)", row.name, token_id)
+    return row
+
+
+def ensure_admin(
+    session: Session,
+    *,
+    account_name: str = "admin",
+    user_name: str = "admin",
+    token: str | None = None,
+) -> tuple[User, str | None]:
+    """First-start bootstrap (idempotent): the admin account and user, and their token.
+
+    Creates the ``consultancy`` account ``account_name`` (the platform account: its admins
+    create the other accounts as its clients) and its ``admin`` user ``user_name``
+    when missing (an existing user keeps its role). With ``token`` (``VPP_ADMIN_TOKEN``),
+    makes sure the user holds an API token with that hash and returns ``(user, token)``.
+    Without, a new random token is issued only when the user was just created: its plain
+    text is returned that one time, ``None`` on every later call.
+
+    Raises ``ValueError`` if ``token`` is empty, revoked, or belongs to another user (and, via
+    :func:`get_or_create_account`, if the account exists with another kind).
+    """
+    if token is not None and not token.strip():
+        raise ValueError("the admin token must not be empty")
+    account = get_or_create_account(session, account_name, kind="consultancy")
+    user = session.scalar(select(User).where(User.account_id == account.id, User.name == user_name))
+    created = user is None
+    if user is None:
+        user = create_user(session, account, user_name, "admin")
+    elif user.role != "admin":
+        logger.warning("bootstrap user %r has role %r, not admin", user_name, user.role)
+    if token is not None:
+        row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+        if row is None:
+            _add_token(session, user, "VPP_ADMIN_TOKEN", token)
+        elif row.user_id != user.id:
+            raise ValueError("the admin token is already a token of another user")
+        elif row.revoked_at is not None:
+            raise ValueError("the admin token was revoked; configure a new one")
+        return user, token
+    if created:
+        _, plain = issue_token(session, user, "bootstrap")
+        return user, plain
+    return user, None
 
 
 def _device_flex_model(device: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,6 +303,103 @@ def _upsert_device(device: Device | None, spec: Mapping[str, Any]) -> Device:
     return device
 
 
+def list_sites(session: Session, account_ids: Iterable[int]) -> list[Site]:
+    """The sites of the given accounts, with their devices, ordered by id."""
+    return list(
+        session.scalars(
+            select(Site)
+            .where(Site.account_id.in_(list(account_ids)))
+            .options(selectinload(Site.devices))
+            .order_by(Site.id)
+        )
+    )
+
+
+def get_site(session: Session, site_id: int) -> Site:
+    """The site ``site_id`` with its devices; ``RecordNotFoundError`` if there is none."""
+    site = session.scalar(
+        select(Site).where(Site.id == site_id).options(selectinload(Site.devices))
+    )
+    if site is None:
+        raise RecordNotFoundError(f"no site {site_id!r}")
+    return site
+
+
+def delete_site(session: Session, site_id: int) -> None:
+    """Delete the site ``site_id``: its devices and portfolio memberships go with it, its
+    sensors and schedules stay (their ``site_id`` becomes NULL). ``RecordNotFoundError`` if
+    there is no such site."""
+    site = get_site(session, site_id)
+    session.delete(site)
+    session.flush()
+    for portfolio in [obj for obj in session.identity_map.values() if isinstance(obj, Portfolio)]:
+        session.expire(portfolio, ["sites"])
+    logger.info("deleted site %r (id %s)", site.name, site_id)
+
+
+def create_portfolio(
+    session: Session,
+    account: Account,
+    name: str,
+    site_ids: Iterable[int],
+    congestion_point: str | None = None,
+) -> Portfolio:
+    """A new portfolio ``name`` of ``account`` holding the sites ``site_ids``.
+
+    The sites must belong to ``account`` or, for a consultancy, to its clients. Raises
+    ``ValueError`` naming the site ids that do not (unknown ones included) and
+    ``RecordExistsError`` if the account already has a portfolio of that name.
+    """
+    wanted = sorted(set(site_ids))
+    allowed = visible_account_ids(session, account)
+    sites = list(
+        session.scalars(
+            select(Site).where(Site.id.in_(wanted), Site.account_id.in_(allowed)).order_by(Site.id)
+        )
+    )
+    missing = sorted(set(wanted) - {site.id for site in sites})
+    if missing:
+        raise ValueError(f"no site with id {missing} in account {account.name!r}")
+    taken = session.scalar(
+        select(Portfolio.id).where(Portfolio.account_id == account.id, Portfolio.name == name)
+    )
+    if taken is not None:
+        raise RecordExistsError(f"account {account.name!r} already has a portfolio {name!r}")
+    portfolio = Portfolio(
+        account_id=account.id,
+        name=name,
+        congestion_point=congestion_point,
+        created_at=utcnow(),
+        sites=sites,
+    )
+    session.add(portfolio)
+    session.flush()
+    logger.info("created portfolio %r of account %r with %d sites", name, account.name, len(sites))
+    return portfolio
+
+
+def get_portfolio(session: Session, portfolio_id: int) -> Portfolio:
+    """The portfolio ``portfolio_id`` with its sites; ``RecordNotFoundError`` if none."""
+    portfolio = session.scalar(
+        select(Portfolio).where(Portfolio.id == portfolio_id).options(selectinload(Portfolio.sites))
+    )
+    if portfolio is None:
+        raise RecordNotFoundError(f"no portfolio {portfolio_id!r}")
+    return portfolio
+
+
+def list_portfolios(session: Session, account_ids: Iterable[int]) -> list[Portfolio]:
+    """The portfolios of the given accounts, with their sites, ordered by id."""
+    return list(
+        session.scalars(
+            select(Portfolio)
+            .where(Portfolio.account_id.in_(list(account_ids)))
+            .options(selectinload(Portfolio.sites))
+            .order_by(Portfolio.id)
+        )
+    )
+
+
 def get_or_create_sensor(
     session: Session,
     account: Account,
@@ -164,6 +427,23 @@ def get_or_create_sensor(
         )
         session.add(sensor)
         session.flush()
+    return sensor
+
+
+def list_sensors(session: Session, account_ids: Iterable[int]) -> list[Sensor]:
+    """The sensors of the given accounts, ordered by id."""
+    return list(
+        session.scalars(
+            select(Sensor).where(Sensor.account_id.in_(list(account_ids))).order_by(Sensor.id)
+        )
+    )
+
+
+def get_sensor(session: Session, sensor_id: int) -> Sensor:
+    """The sensor ``sensor_id``; ``RecordNotFoundError`` if there is none."""
+    sensor = session.get(Sensor, sensor_id)
+    if sensor is None:
+        raise RecordNotFoundError(f"no sensor {sensor_id!r}")
     return sensor
 
 
@@ -245,12 +525,14 @@ def create_job(
     kind: str,
     request: Mapping[str, Any],
     account: Account | None = None,
+    portfolio: Portfolio | None = None,
 ) -> SchedulingJob:
-    """A new ``queued`` job with a random UUID id."""
+    """A new ``queued`` job with a random UUID id (optionally about ``portfolio``)."""
     _check_choice("job kind", kind, JOB_KINDS)
     job = SchedulingJob(
         id=str(uuid.uuid4()),
         account_id=account.id if account is not None else None,
+        portfolio_id=portfolio.id if portfolio is not None else None,
         kind=kind,
         status="queued",
         request=dict(request),
@@ -284,8 +566,10 @@ def set_job_status(
     """Move job ``job_id`` to ``status``, stamping ``started_at`` / ``finished_at``.
 
     Allowed: queued → running → finished | failed | cancelled (queued may also end directly),
-    and repeating a non-final status to update ``progress``. ``result``, ``error`` and
-    ``progress`` replace the stored values when given and are left alone when ``None``.
+    and repeating a non-final status to update ``progress``; queued → running counts one
+    more of the job's ``attempts``. (running → queued is only done by
+    :func:`requeue_unfinished`.) ``result``, ``error`` and ``progress`` replace the stored
+    values when given and are left alone when ``None``.
     Raises ``JobNotFoundError`` or ``InvalidJobTransitionError``.
     """
     _check_choice("job status", status, JOB_STATUSES)
@@ -293,6 +577,8 @@ def set_job_status(
     if status not in _NEXT_STATUSES[job.status]:
         raise InvalidJobTransitionError(f"job {job_id} cannot go from {job.status} to {status}")
     now = utcnow()
+    if status == "running" and job.status == "queued":
+        job.attempts += 1
     if status == "running" and job.started_at is None:
         job.started_at = now
     if status in TERMINAL_STATUSES:
@@ -307,6 +593,142 @@ def set_job_status(
     session.flush()
     logger.info("job %s is %s", job_id, status)
     return job
+
+
+def list_jobs(
+    session: Session,
+    account_ids: Iterable[int],
+    status: str | None = None,
+    limit: int = 100,
+) -> list[SchedulingJob]:
+    """The newest ``limit`` jobs of the given accounts (optionally with ``status``), newest
+    first. Jobs without an account are not listed."""
+    if limit < 1:
+        raise ValueError(f"limit must be positive, got {limit}")
+    query = select(SchedulingJob).where(SchedulingJob.account_id.in_(list(account_ids)))
+    if status is not None:
+        _check_choice("job status", status, JOB_STATUSES)
+        query = query.where(SchedulingJob.status == status)
+    query = query.order_by(SchedulingJob.created_at.desc(), SchedulingJob.id).limit(limit)
+    return list(session.scalars(query))
+
+
+def claim_next_job(session: Session) -> SchedulingJob | None:
+    """Take the oldest ``queued`` job and make it ``running`` (one more attempt, ``started_at``
+    now); ``None`` if no job is queued.
+
+    Safe with several runners: no two calls ever claim the same job. On PostgreSQL the row is
+    locked with ``SELECT ... FOR UPDATE SKIP LOCKED`` (so concurrent runners take different
+    jobs without waiting for each other) until the caller's transaction ends: commit soon
+    after claiming. Elsewhere (SQLite) a conditional ``UPDATE ... WHERE status = 'queued'``
+    wins the job, or, if another runner was faster, the next candidate is tried.
+    """
+    oldest_first = (SchedulingJob.created_at, SchedulingJob.id)
+    if session.get_bind(SchedulingJob).dialect.name == "postgresql":
+        job = session.scalar(
+            select(SchedulingJob)
+            .where(SchedulingJob.status == "queued")
+            .order_by(*oldest_first)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .execution_options(populate_existing=True)
+        )
+        if job is None:
+            return None
+        job.status = "running"
+        job.attempts += 1
+        job.started_at = utcnow()
+        session.flush()
+    else:
+        job = _claim_by_conditional_update(session, oldest_first)
+        if job is None:
+            return None
+    logger.info("claimed %s job %s (attempt %d)", job.kind, job.id, job.attempts)
+    return job
+
+
+def _claim_by_conditional_update(
+    session: Session, oldest_first: tuple[Any, ...]
+) -> SchedulingJob | None:
+    while True:
+        candidates = session.scalars(
+            select(SchedulingJob.id)
+            .where(SchedulingJob.status == "queued")
+            .order_by(*oldest_first)
+            .limit(10)
+        ).all()
+        if not candidates:
+            return None
+        for job_id in candidates:
+            result = session.execute(
+                update(SchedulingJob)
+                .where(SchedulingJob.id == job_id, SchedulingJob.status == "queued")
+                .values(status="running", attempts=SchedulingJob.attempts + 1, started_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            if cast("CursorResult[Any]", result).rowcount == 1:
+                return get_job(session, job_id)
+
+
+def requeue_unfinished(
+    session: Session,
+    max_attempts: int = 3,
+    *,
+    started_before: datetime | None = None,
+) -> tuple[list[str], list[str]]:
+    """Recover the jobs a dead runner left ``running``; call it when a runner starts.
+
+    A job that has had fewer than ``max_attempts`` attempts goes back to ``queued`` (its
+    ``started_at`` and ``progress`` cleared); the others become ``failed`` with a
+    problem+json ``error`` of type ``urn:vpp:error:JobLost``. Every ``running`` job is taken
+    to be lost, so with several runners pass ``started_before`` (e.g. the start-up time of
+    the oldest live runner) to leave jobs that live runners started alone.
+    Returns the ids of the (requeued, failed) jobs, oldest first.
+    """
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+    query = (
+        select(SchedulingJob)
+        .where(SchedulingJob.status == "running")
+        .order_by(SchedulingJob.created_at, SchedulingJob.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if started_before is not None:
+        _check_aware("started_before", started_before)
+        query = query.where(
+            SchedulingJob.started_at.is_(None) | (SchedulingJob.started_at < started_before)
+        )
+    requeued: list[str] = []
+    failed: list[str] = []
+    for job in session.scalars(query):
+        if job.attempts < max_attempts:
+            job.status = "queued"
+            job.started_at = None
+            job.progress = None
+            requeued.append(job.id)
+            logger.warning("requeued lost job %s (after %d attempts)", job.id, job.attempts)
+        else:
+            job.status = "failed"
+            job.finished_at = utcnow()
+            job.error = _job_lost_problem(job.attempts, max_attempts)
+            failed.append(job.id)
+            logger.error("gave up on lost job %s after %d attempts", job.id, job.attempts)
+    session.flush()
+    return requeued, failed
+
+
+def _job_lost_problem(attempts: int, max_attempts: int) -> dict[str, Any]:
+    times = "once" if attempts == 1 else f"{attempts} times"
+    return {
+        "type": "urn:vpp:error:JobLost",
+        "title": "Job lost",
+        "status": 500,
+        "detail": (
+            f"the job was interrupted {times} (its runner stopped while running it); "
+            f"given up after {max_attempts} attempts"
+        ),
+    }
 
 
 def save_schedule(

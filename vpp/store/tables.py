@@ -14,6 +14,7 @@ from typing import Any, Final
 from sqlalchemy import (
     JSON,
     CheckConstraint,
+    Column,
     DateTime,
     Dialect,
     Double,
@@ -21,7 +22,9 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -31,6 +34,7 @@ ACCOUNT_KINDS: Final = ("aggregator", "consultancy", "dso")
 DEVICE_TYPES: Final = ("storage", "heat", "shiftable", "generation", "inflexible")
 JOB_KINDS: Final = ("storage", "shifting", "portfolio")
 JOB_STATUSES: Final = ("queued", "running", "finished", "failed", "cancelled")
+USER_ROLES: Final = ("admin", "operator", "viewer")
 
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(column_0_label)s",
@@ -205,8 +209,85 @@ class TimedValue(Base):
         )
 
 
+class User(Base):
+    """A person or client program of an account, with a role: admin, operator or viewer."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("account_id", "name"),
+        CheckConstraint(_in("role", USER_ROLES), name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    account: Mapped[Account] = relationship()
+
+    def __repr__(self) -> str:
+        return f"User(id={self.id!r}, account_id={self.account_id!r}, name={self.name!r})"
+
+
+class ApiToken(Base):
+    """A bearer token of a user. Only the hex SHA-256 of the token is stored, never the token."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    user: Mapped[User] = relationship()
+
+    def __repr__(self) -> str:
+        return f"ApiToken(id={self.id!r}, user_id={self.user_id!r}, name={self.name!r})"
+
+
+portfolio_sites = Table(
+    "portfolio_sites",
+    Base.metadata,
+    Column("portfolio_id", ForeignKey("portfolios.id", ondelete="CASCADE"), primary_key=True),
+    Column("site_id", ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+"""Which sites belong to which portfolios (a site may be in several)."""
+
+
+class Portfolio(Base):
+    """A named set of sites of an account, scheduled together (e.g. behind one congestion point)."""
+
+    __tablename__ = "portfolios"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    congestion_point: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    sites: Mapped[list[Site]] = relationship(
+        secondary=portfolio_sites, order_by="Site.id", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"Portfolio(id={self.id!r}, account_id={self.account_id!r}, name={self.name!r})"
+
+
 class SchedulingJob(Base):
-    """A scheduling request and its lifecycle: queued → running → finished/failed/cancelled."""
+    """A scheduling request and its lifecycle: queued → running → finished/failed/cancelled.
+
+    A job left ``running`` by a runner that died goes back to ``queued`` (or ``failed`` after
+    too many ``attempts``): see :func:`vpp.store.repository.requeue_unfinished`.
+    """
 
     __tablename__ = "scheduling_jobs"
     __table_args__ = (
@@ -218,8 +299,13 @@ class SchedulingJob(Base):
     account_id: Mapped[int | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="SET NULL"), index=True
     )
+    portfolio_id: Mapped[int | None] = mapped_column(
+        ForeignKey("portfolios.id", ondelete="SET NULL"), index=True
+    )
     kind: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    """How many times the job went from ``queued`` to ``running`` (for crash recovery)."""
     request: Mapped[dict[str, Any]] = mapped_column(json_type())
     result: Mapped[dict[str, Any] | None] = mapped_column(json_type(none_as_null=True))
     error: Mapped[dict[str, Any] | None] = mapped_column(json_type(none_as_null=True))
@@ -264,14 +350,19 @@ __all__ = [
     "DEVICE_TYPES",
     "JOB_KINDS",
     "JOB_STATUSES",
+    "USER_ROLES",
     "Account",
+    "ApiToken",
     "Base",
     "Device",
+    "Portfolio",
     "Schedule",
     "SchedulingJob",
     "Sensor",
     "Site",
     "TimedValue",
     "UTCDateTime",
+    "User",
+    "portfolio_sites",
     "utcnow",
 ]
