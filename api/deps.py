@@ -15,12 +15,13 @@ ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request, committed when the route returns without error."""
+    """One transaction per request, committed as soon as the route returns (before the
+    response is sent, so a client never reads ahead of its own write)."""
     with request.app.state.sessions.begin() as session:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 @dataclass(frozen=True)

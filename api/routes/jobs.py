@@ -56,13 +56,16 @@ class JobAccepted(BaseModel):
 
 
 def _accept(
-    request: Request, response: Response, caller: Any, kind: str, body: dict[str, Any]
+    request: Request,
+    response: Response,
+    caller: Any,
+    session: Any,
+    kind: str,
+    body: dict[str, Any],
 ) -> JobAccepted:
-    with request.app.state.sessions.begin() as session:
-        job = repo.create_job(
-            session, kind, body, account=session.get(repo.Account, caller.account_id)
-        )
-        job_id = job.id
+    job = repo.create_job(session, kind, body, account=session.get(repo.Account, caller.account_id))
+    job_id = job.id
+    session.commit()  # the runner must find the job when it is kicked
     request.app.state.dispatcher.kick()
     response.headers["Location"] = f"/api/v1/scheduling-job/{job_id}"
     return JobAccepted(job=job_id, status="queued")
@@ -75,7 +78,7 @@ def post_storage(
     """Schedule one site (storage and any other devices); its request, or a stored site."""
     expanded = expand_site(session, caller, body)
     parse_request(expanded)  # 422 with field paths before anything is queued
-    return _accept(request, response, caller, "storage", expanded)
+    return _accept(request, response, caller, session, "storage", expanded)
 
 
 @router.post("/scheduling-job/shifting", status_code=202, response_model=JobAccepted)
@@ -95,7 +98,7 @@ def post_shifting(
     parsed = parse_request(expanded)
     if not any(d.type == "shiftable" for d in parsed.flex_model):
         raise RequestValidationError.single("flex-model", "a shifting job needs a shiftable device")
-    return _accept(request, response, caller, "shifting", expanded)
+    return _accept(request, response, caller, session, "shifting", expanded)
 
 
 @router.post("/scheduling-job/portfolio", status_code=202, response_model=JobAccepted)
@@ -114,7 +117,7 @@ def post_portfolio(
         ]
     expanded = expand_sensors(session, caller, raw)
     parse_portfolio(expanded)
-    return _accept(request, response, caller, "portfolio", expanded)
+    return _accept(request, response, caller, session, "portfolio", expanded)
 
 
 def _site_body(session: Any, caller: Any, site_id: int) -> dict[str, Any]:

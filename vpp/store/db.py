@@ -41,6 +41,10 @@ def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA foreign_keys=ON")
+        # the API and the job runner are separate processes: WAL lets readers and one
+        # writer work at once, and the busy timeout makes a writer wait instead of failing
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
     finally:
         cursor.close()
 
