@@ -7,7 +7,7 @@ deterministic price curve so tests need not import this module.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -97,3 +97,14 @@ def prices() -> list[float]:
 def at() -> Callable[..., str]:
     """``at(k, minutes=15)``: ISO text of instant ``k`` of the default schedule."""
     return instant
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray for the whole session (2 CPUs, like this machine); most tests need none."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level="WARNING")
+    yield
+    ray.shutdown()

@@ -159,6 +159,31 @@ def _series(s: Any, horizon: Horizon, field: str, default: float) -> np.ndarray:
     return np.where(np.isnan(values), default, values)
 
 
+def validate_portfolio(raw: Any) -> PortfolioRequest:
+    """Fields, units, series lengths of the portfolio and all its sites, without a solver."""
+    from vpp.site import resolve_site
+
+    request = parse_portfolio(raw)
+    resolve_target(request)
+    issues = []
+    for i in range(len(request.sites)):
+        try:
+            resolve_site(request.site_request(i))
+        except RequestValidationError as err:
+            issues += [
+                type(issue)(_site_field(i, issue.field), issue.message) for issue in err.issues
+            ]
+    if issues:
+        raise RequestValidationError(issues)
+    return request
+
+
+def _site_field(index: int, field: str) -> str:
+    if field.startswith("flex-model"):
+        return f"sites[{index}].{field}"
+    return field.replace("flex-context", f"sites[{index}].flex-context", 1)
+
+
 def build_sites(request: PortfolioRequest) -> list[SiteProblem]:
     """Every site's problem, reporting all sites' field errors at once."""
     problems, issues = [], []
@@ -166,11 +191,9 @@ def build_sites(request: PortfolioRequest) -> list[SiteProblem]:
         try:
             problems.append(SiteProblem(request.site_request(i)))
         except RequestValidationError as err:
-            for issue in err.issues:
-                field = issue.field.replace("flex-context", f"sites[{i}].flex-context", 1)
-                if issue.field.startswith("flex-model"):
-                    field = f"sites[{i}].{issue.field}"
-                issues.append(type(issue)(field, issue.message))
+            issues += [
+                type(issue)(_site_field(i, issue.field), issue.message) for issue in err.issues
+            ]
         except InfeasibleError as err:
             raise InfeasibleError(
                 f"site {request.sites[i].id}: {err.message}",

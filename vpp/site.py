@@ -483,6 +483,12 @@ def _energy_cost(
     return float(dt * (cp @ np.maximum(power, 0.0) - pp @ np.maximum(-power, 0.0)))
 
 
+def validate_site_request(request: ScheduleRequest | dict[str, Any]) -> SiteInputs:
+    """Everything a request can be checked for without a solver: fields, units, series
+    lengths and alignment (what an API checks before it accepts a job)."""
+    return resolve_site(parse_request(request))
+
+
 def schedule(request: ScheduleRequest | dict[str, Any]) -> dict[str, Any]:
     """Validate, build and solve one site's request; the result JSON (see README)."""
     return SiteProblem(request).solve().to_json()

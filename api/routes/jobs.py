@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from api.deps import CallerDep, OperatorDep, SessionDep
 from api.references import expand_sensors, expand_site, visible_site
 from vpp.errors import RequestValidationError
-from vpp.portfolio import parse_portfolio
-from vpp.request import parse_request
+from vpp.portfolio import validate_portfolio
+from vpp.site import validate_site_request
 from vpp.store import Portfolio, SchedulingJob
 from vpp.store import repository as repo
 
@@ -77,7 +77,7 @@ def post_storage(
 ) -> JobAccepted:
     """Schedule one site (storage and any other devices); its request, or a stored site."""
     expanded = expand_site(session, caller, body)
-    parse_request(expanded)  # 422 with field paths before anything is queued
+    validate_site_request(expanded)  # 422 with field paths before anything is queued
     return _accept(request, response, caller, session, "storage", expanded)
 
 
@@ -95,8 +95,8 @@ def post_shifting(
             {"type": "shiftable", **d} if isinstance(d, dict) else d for d in model
         ]
     expanded = expand_site(session, caller, raw)
-    parsed = parse_request(expanded)
-    if not any(d.type == "shiftable" for d in parsed.flex_model):
+    parsed = validate_site_request(expanded)
+    if not any(spec.type == "shiftable" for spec, _, _ in parsed.devices):
         raise RequestValidationError.single("flex-model", "a shifting job needs a shiftable device")
     return _accept(request, response, caller, session, "shifting", expanded)
 
@@ -116,7 +116,7 @@ def post_portfolio(
             {"id": site.name, **_site_body(session, caller, site.id)} for site in stored.sites
         ]
     expanded = expand_sensors(session, caller, raw)
-    parse_portfolio(expanded)
+    validate_portfolio(expanded)
     return _accept(request, response, caller, session, "portfolio", expanded)
 
 
