@@ -26,6 +26,7 @@ from pydantic import Field, TypeAdapter
 from api import problems
 from api.deps import CallerDep, SessionDep
 from api.routes.jobs import _visible_job
+from vpp.errors import VppError
 from vpp.portfolio import CongestionTarget, MarketTarget, PortfolioRequest, resolve_target
 from vpp.request import TimeWindow, validate
 
@@ -153,7 +154,8 @@ def _x() -> dict[str, Any]:
 
 
 def _y(title: str) -> dict[str, Any]:
-    return {"field": "value", "type": "quantitative", "title": title}
+    # padding: lines at a limit (a full battery, full power) stay clear of the frame
+    return {"field": "value", "type": "quantitative", "title": title, "scale": {"padding": 6}}
 
 
 def _panel(
@@ -168,10 +170,12 @@ def _panel(
         "height": HEIGHT,
         "transform": [{"filter": f"datum.panel === '{panel}'"}],
         "layer": [
-            {**layer, "encoding": {"x": _x(), "y": _y(y_title), **layer["encoding"]}}
-            for layer in layers
-        ]
-        + [_zero_rule()],
+            _zero_rule(),  # first: beneath the lines
+            *(
+                {**layer, "encoding": {"x": _x(), "y": _y(y_title), **layer["encoding"]}}
+                for layer in layers
+            ),
+        ],
     }
 
 
@@ -315,7 +319,11 @@ def _portfolio_spec(result: dict[str, Any], request: dict[str, Any]) -> dict[str
     total = result["portfolio"]["power"]["values"]
     steps = len(total)
     times = instants(result, steps + 1)
-    targets = target_series(request, steps)
+    try:
+        targets = target_series(request, steps)
+        unreadable = ""
+    except VppError as err:  # an old job's request the current schema rejects: no target
+        targets, unreadable = {}, f" · target not shown: {err}"
     total_label = "portfolio"
     colours = {total_label: TOTAL_COLOUR} | {name: TARGET_COLOUR for name in targets}
 
@@ -356,6 +364,7 @@ def _portfolio_spec(result: dict[str, Any], request: dict[str, Any]) -> dict[str
         f"{result['start']} · {result.get('duration', '')} at {result['resolution']} · "
         f"cost {cost.get('value', 0):.2f} {cost.get('unit', 'EUR')} · "
         f"target violation {info.get('target-violation-kw', 0):.3g} kW · times in local time"
+        f"{unreadable}"
     )
     return _base(f"Portfolio schedule: {len(sites)} site(s)", subtitle, rows, panels)
 
