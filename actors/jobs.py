@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from typing import Any
 
@@ -103,4 +104,4 @@ def get_runner(database_url: str, checkpoint_dir: str | None = None) -> Any:
         max_task_retries=0,
         max_concurrency=8,
         num_cpus=0,
-    ).remote(database_url, 2, checkpoint_dir)
+    ).remote(database_url, int(os.environ.get("VPP_RUNNER_WORKERS", "4")), checkpoint_dir)

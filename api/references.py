@@ -101,7 +101,10 @@ def _series(
     resolution: timedelta,
     path: str,
 ) -> dict[str, Any]:
-    sensor = visible_sensor(session, caller, sensor_id)
+    try:
+        sensor = visible_sensor(session, caller, sensor_id)
+    except HTTPException:
+        raise RequestValidationError.single(path, f"you have no sensor {sensor_id!r}") from None
     values = resample(
         repo.read_time_series(session, sensor, start, start + duration),
         sensor.resolution,

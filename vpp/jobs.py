@@ -168,8 +168,8 @@ def _progress_writer(
             if job.status == "cancelled":
                 raise JobCancelledError(f"job {job_id} was cancelled")
             progress: dict[str, Any] = {
-                k: entry[k]
-                for k in (
+                key.replace("_", "-"): entry[key]
+                for key in (
                     "iteration",
                     "primal_residual",
                     "dual_residual",
@@ -177,7 +177,7 @@ def _progress_writer(
                     "objective",
                     "violation",
                 )
-                if k in entry
+                if key in entry
             }
             repo.set_job_status(session, job_id, "running", progress=progress)
 

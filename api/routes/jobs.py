@@ -111,7 +111,7 @@ def post_portfolio(
     if "portfolio" in raw:
         stored = session.get(Portfolio, raw.pop("portfolio"))
         if stored is None or not caller.may_see(stored.account_id):
-            raise HTTPException(404, "no such portfolio")
+            raise HTTPException(404, f"no portfolio {body.get('portfolio')!r}")
         raw["sites"] = [
             {"id": site.name, **_site_body(session, caller, site.id)} for site in stored.sites
         ]

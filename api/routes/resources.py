@@ -262,6 +262,12 @@ async def post_data(
         body = validate(SeriesIn, _json(raw))
         start, values, source = body.start, body.values, body.source
         resolution = body.resolution or sensor.resolution
+        if resolution != sensor.resolution:
+            raise RequestValidationError.single(
+                "resolution",
+                f"must be the sensor's {iso_duration(sensor.resolution)}; "
+                "resample before uploading, or make a sensor of that resolution",
+            )
     if not all(np.isfinite(values)):
         raise RequestValidationError.single("values", "must be finite numbers")
     stored = repo.save_time_series(session, sensor, start, resolution, values, source)
