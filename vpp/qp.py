@@ -28,7 +28,12 @@ from vpp.linear import LinearModel
 
 
 class ProxSolver:
-    """Clarabel built once for a model; :meth:`solve` changes only the linear cost."""
+    """Clarabel built once for a model; :meth:`solve` changes only the linear cost.
+
+    Fixed columns (bounds equal: availability windows, integer decisions, the SoC at the
+    start) are substituted out before Clarabel sees the problem: a smaller KKT system, and
+    no zero-cone row per fixed column.
+    """
 
     def __init__(
         self,
@@ -38,26 +43,31 @@ class ProxSolver:
     ) -> None:
         self.n = model.n_cols
         self.rho = 0.0
-        self.quadratic_cols = quadratic_cols
-        a = model.matrix().tocsr()
-        lo, hi = model.bounds()
-        lo, hi = lo.copy(), hi.copy()
+        lo, hi = (b.copy() for b in model.bounds())
         for col, value in (fixed or {}).items():
             lo[col] = hi[col] = value
-        rlo, rhi = model.row_bounds()
-        eq_rows = np.isclose(rlo, rhi)
-        fixed_cols = np.isclose(lo, hi)
-        ident = sp.identity(self.n, format="csr")
-        free_lo = np.isfinite(lo) & ~fixed_cols
-        free_hi = np.isfinite(hi) & ~fixed_cols
-        up = ~eq_rows & np.isfinite(rhi)
-        down = ~eq_rows & np.isfinite(rlo)
-        zero = sp.vstack([a[eq_rows], ident[fixed_cols]])
-        nonneg = sp.vstack([ident[free_hi], -ident[free_lo], a[up], -a[down]])
+        pinned = np.isclose(lo, hi)
+        self.free = np.flatnonzero(~pinned)
+        self.x0 = np.where(pinned, lo, 0.0)  # the fixed part of every solution
+        a = model.matrix().tocsc()
+        shift = a @ self.x0  # what the fixed columns contribute to each row
+        a = a[:, self.free].tocsr()
+        rlo, rhi = (r - shift for r in model.row_bounds())
+        lo, hi = lo[self.free], hi[self.free]
+        position = np.full(self.n, -1)
+        position[self.free] = np.arange(len(self.free))
+        self.quadratic = position[quadratic_cols]  # -1 where the column is fixed
+        self.quadratic_cols = quadratic_cols
+        used = np.diff(a.indptr) > 0  # rows left with no free column are constants
+        eq_rows = np.isclose(rlo, rhi) & used
+        up = ~eq_rows & np.isfinite(rhi) & used
+        down = ~eq_rows & np.isfinite(rlo) & used
+        ident = sp.identity(len(self.free), format="csr")
+        has_lo, has_hi = np.isfinite(lo), np.isfinite(hi)
+        zero = a[eq_rows]
+        nonneg = sp.vstack([ident[has_hi], -ident[has_lo], a[up], -a[down]])
         self._a = sp.vstack([zero, nonneg]).tocsc()
-        self._b = np.concatenate(
-            [rlo[eq_rows], lo[fixed_cols], hi[free_hi], -lo[free_lo], rhi[up], -rlo[down]]
-        )
+        self._b = np.concatenate([rlo[eq_rows], hi[has_hi], -lo[has_lo], rhi[up], -rlo[down]])
         self._cones = [
             clarabel.ZeroConeT(zero.shape[0]),
             clarabel.NonnegativeConeT(nonneg.shape[0]),
@@ -65,19 +75,20 @@ class ProxSolver:
         self._solver: clarabel.DefaultSolver | None = None
 
     def solve(self, cost: np.ndarray, rho: float, target: np.ndarray) -> np.ndarray:
-        """``argmin cost @ x + rho/2 * ||x[quadratic_cols] - target||^2``."""
+        """``argmin cost @ x + rho/2 * ||x[quadratic_cols] - target||^2`` (all columns)."""
         if rho != self.rho:  # a new Hessian: a new factorisation
             self.rho, self._solver = rho, None
-        q = np.asarray(cost, float).copy()
-        q[self.quadratic_cols] -= rho * target
+        full = np.asarray(cost, float).copy()
+        full[self.quadratic_cols] -= rho * target
+        q = full[self.free]
+        keep = self.quadratic >= 0
         if self._solver is None:
-            diag = np.zeros(self.n)
-            diag[self.quadratic_cols] = rho
-            self._p = sp.diags(diag, format="csc")
+            diag = np.zeros(len(self.free))
+            diag[self.quadratic[keep]] = rho
             settings = clarabel.DefaultSettings()
             settings.verbose = False
             self._solver = clarabel.DefaultSolver(
-                self._p, q, self._a, self._b, self._cones, settings
+                sp.diags(diag, format="csc"), q, self._a, self._b, self._cones, settings
             )
         else:
             self._solver.update(q=q)
@@ -85,4 +96,6 @@ class ProxSolver:
         status = str(solution.status)
         if status not in ("Solved", "AlmostSolved"):
             raise SolverError(f"Clarabel could not solve the site's x-update: {status}")
-        return np.asarray(solution.x)
+        x = self.x0.copy()
+        x[self.free] = np.asarray(solution.x)
+        return x
