@@ -1,8 +1,8 @@
 """The sites of a portfolio as Ray actors, behind the :class:`vpp.admm.SitePool` protocol.
 
 Sites are grouped into shards: one actor per site while the portfolio has at most
-``one_per_site_max`` sites (default 16), otherwise ``shards`` actors (default: twice the
-cluster's CPUs) of about equal size. Each call launches every shard's ``.remote()`` first,
+``one_per_site_max`` sites (default 16), otherwise ``shards`` actors (default: one per
+CPU of the cluster) of about equal size. Each call launches every shard's ``.remote()`` first,
 then waits once (``ray.wait`` with a deadline) for all of them:
 
 * a shard that misses the deadline is *degraded* for that call: its sites keep their last
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class PoolOptions:
     one_per_site_max: int = 16
-    shards: int | None = None  # None: 2 x the cluster's CPUs
+    shards: int | None = None  # None: one per CPU of the cluster (more only add processes)
     deadline: float = 60.0  # seconds one call may take
     first_deadline: float = 600.0  # the first call builds every model
     max_restarts: int = 2
@@ -162,6 +162,6 @@ class RayPool:
 def _groups(n: int, options: PoolOptions) -> list[list[int]]:
     if n <= options.one_per_site_max:
         return [[i] for i in range(n)]
-    shards = options.shards or max(1, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    shards = options.shards or max(1, int(ray.cluster_resources().get("CPU", 1)))
     size = math.ceil(n / min(shards, n))
     return [list(range(i, min(i + size, n))) for i in range(0, n, size)]

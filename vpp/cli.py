@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         help="also solve centralised and report the ADMM's optimality gap",
     )
     p.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS or local)")
-    p.add_argument("--max-iterations", type=int, help="ADMM iteration cap (default 100)")
+    p.add_argument("--max-iterations", type=int, help="ADMM iteration cap (default 50)")
     p.add_argument("--tolerance", type=float, help="ADMM relative tolerance (default 1e-4)")
     p.set_defaults(func=_portfolio)
 
@@ -154,6 +154,7 @@ def solve_portfolio(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """ADMM on Ray (or centralised), optionally with the gap to the centralised optimum."""
+    from vpp.admm import AdmmSettings
     from vpp.portfolio import CentralisedPortfolio, parse_portfolio
 
     parse_portfolio(request)  # field errors before any Ray start-up
@@ -166,7 +167,7 @@ def solve_portfolio(
         settings["max_iterations"] = max_iterations
     if tolerance is not None:
         settings["eps_rel"] = tolerance
-    cap = settings.get("max_iterations", 100)
+    cap = settings.get("max_iterations", AdmmSettings().max_iterations)
     bar = ProgressBar(cap) if show_progress else None
     result = run_portfolio(
         request, address=address, settings=settings, on_progress=bar.update if bar else None
