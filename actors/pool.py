@@ -104,6 +104,16 @@ class RayPool:
                     out[i] = schedule
         return out, self._ids_of(missing)
 
+    def power_ranges(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        results, missing = self._call("power_ranges", self.options.first_deadline)
+        if missing:
+            raise VppError(f"sites {self._ids_of(missing)[:10]} did not answer")
+        out: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0), np.zeros(0))] * len(self.site_ids)
+        for group, ranges in zip(self.groups, results, strict=True):
+            for i, pair in zip(group, ranges, strict=True):
+                out[i] = pair
+        return out
+
     def node_ids(self) -> list[str]:
         """The Ray node each shard runs on (for placement checks)."""
         return [str(n) for n in ray.get([a.node_id.remote() for a in self.actors])]

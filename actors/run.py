@@ -13,8 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 import ray
+from ray.exceptions import RayTaskError
 
 from actors.coordinator import Coordinator
+from vpp.errors import VppError
+from vpp.portfolio import validate_portfolio
 from vpp.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ def run_portfolio(
     shard_class: Any = None,
 ) -> dict[str, Any]:
     """Schedule a portfolio with ADMM on Ray; the result JSON."""
+    validate_portfolio(request)  # field errors before any actor starts
     ensure_ray(address)
     job_id = job_id or uuid.uuid4().hex
     owned = coordinator is None
@@ -62,7 +66,12 @@ def run_portfolio(
                     on_progress(entry)
                 seen = len(history)
             if ready:
-                return dict(ray.get(ref))
+                try:
+                    return dict(ray.get(ref))
+                except RayTaskError as err:  # the coordinator's own VppError, unwrapped
+                    if isinstance(err.cause, VppError):
+                        raise err.cause from None
+                    raise
     finally:
         if owned:
             ray.kill(coordinator)

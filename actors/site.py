@@ -67,6 +67,9 @@ class SiteShard:
                     out.append(None)
         return out
 
+    def power_ranges(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [site.power_range() for site in self.sites]
+
     def node_id(self) -> str:
         import ray
 

@@ -14,6 +14,8 @@ Model (``t`` a step, ``s`` an instant, sign convention: consumption positive):
   ``eta_c = COP``, ``discharge_max = 0`` and ``usage = heat demand``.
 * generation ``g``: ``p = -gen``, ``gen = forecast`` or ``0 <= gen <= forecast`` (curtailable).
 * fixed loads: a constant power, optionally settled at its own prices.
+* shiftable process ``k`` (one block): binaries ``start[j]`` over the admissible starts,
+  ``sum_j start[j] = 1``, ``p[t] = sum_j profile[t - j] * start[j]``.
 * site: ``P[t] = inflexible[t] + sum_d p[d,t]``, ``-production_capacity <= P <=
   consumption_capacity``; ``imp - exp = P - sum_{own-priced d} p[d,t]``, ``imp, exp >= 0``.
 * cost (EUR) ``= dt/1000 * sum_t (cp[t]*imp[t] - pp[t]*exp[t])`` plus, for a device with its
@@ -27,7 +29,9 @@ production price exceeds the consumption price.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import highspy
 import numpy as np
@@ -81,6 +85,21 @@ class FixedLoad:
 
 
 @dataclass
+class Process:
+    """A shiftable process run as one block: ``profile`` (kW per step of the run) starts at
+    one step ``j`` with ``first <= j``, ``j + len(profile) <= stop`` and every step of the
+    run available."""
+
+    name: str
+    profile: np.ndarray
+    first: int
+    stop: int  # latest end step (exclusive)
+    available: np.ndarray | None = None
+    consumption_price: np.ndarray | None = None
+    production_price: np.ndarray | None = None
+
+
+@dataclass
 class Site:
     dt: float  # hours per step
     consumption_price: np.ndarray  # EUR/MWh per step
@@ -88,7 +107,7 @@ class Site:
     consumption_capacity: float | np.ndarray = np.inf  # kW
     production_capacity: float | np.ndarray = np.inf
     inflexible: float | np.ndarray = 0.0  # kW
-    devices: list[Storage | Generation | FixedLoad] = field(default_factory=list)
+    devices: list[Storage | Generation | FixedLoad | Process] = field(default_factory=list)
 
     @property
     def steps(self) -> int:
@@ -180,10 +199,87 @@ def solve_site(site: Site, *, exclusive: bool | None = None) -> Result:
     charges and discharges (or imports and exports) at once.
     """
     relax_first = exclusive is None
-    exclusive = bool(exclusive)
+    b = _Builder()
+    cols = add_site(b, site, exclusive=bool(exclusive))
+    status, x, _objective = b.solve()
+    if status == "optimal" and relax_first and cols.simultaneous(x):
+        return solve_site(site, exclusive=True)
+    if status != "optimal":
+        return Result(np.nan, {}, {}, np.full(site.steps, np.nan), status)
+    return cols.result(b, x)
+
+
+@dataclass
+class SiteColumns:
+    """Where one site's variables sit in a :class:`_Builder` (see :func:`add_site`)."""
+
+    site: Site
+    first: int  # the site's columns are first..last-1
+    last: int
+    site_power: np.ndarray
+    imp: np.ndarray
+    exp: np.ndarray
+    pairs: list[tuple[np.ndarray, np.ndarray]]
+    power_terms: dict[str, list[tuple[float, np.ndarray]]]
+    constant: dict[str, np.ndarray]
+    own: set[str]
+    soc: dict[str, np.ndarray]
+
+    def simultaneous(self, x: np.ndarray) -> bool:
+        """Whether ``x`` charges and discharges, or imports and exports, at once."""
+        return bool(self.simultaneous_at(x))
+
+    def simultaneous_at(self, x: np.ndarray) -> set[tuple[int, int]]:
+        """``(k, t)`` where storage ``k`` (``-1``: the grid connection) does both at step
+        ``t`` (the keys of :func:`add_site`'s ``only``)."""
+        out = set()
+        for k, (p, q) in [*enumerate(self.pairs), (-1, (self.imp, self.exp))]:
+            out |= {(k, int(t)) for t in np.flatnonzero(np.minimum(x[p], x[q]) > 1e-7)}
+        return out
+
+    def result(self, b: _Builder, x: np.ndarray) -> Result:
+        """The site's schedule and energy cost (EUR) in the solution ``x``."""
+        n, dt = self.site.steps, self.site.dt
+        sl = slice(self.first, self.last)
+        cost = float(np.dot(b.cost[sl], x[sl]))
+        power = {}
+        for name, terms in self.power_terms.items():
+            p = self.constant.get(name, np.zeros(n)).copy()
+            for coef, c in terms:
+                p += coef * x[c]
+            power[name] = p
+        for name in self.own:  # constants settled at their own prices are not in the objective
+            if name in self.constant:
+                dev = next(d for d in self.site.devices if d.name == name)
+                cost += settle(
+                    self.constant[name],
+                    dev.consumption_price
+                    if dev.consumption_price is not None
+                    else dev.production_price,
+                    dev.production_price
+                    if dev.production_price is not None
+                    else dev.consumption_price,
+                    dt,
+                )
+        soc = {k: x[v] for k, v in self.soc.items()}
+        return Result(cost, power, soc, x[self.site_power], "optimal")
+
+
+def add_site(
+    b: _Builder, site: Site, *, exclusive: bool, only: set[tuple[int, int]] | None = None
+) -> SiteColumns:
+    """Add one site's columns and rows (model in the module docstring) to ``b``.
+
+    ``exclusive`` adds the exclusivity binaries at every step; ``only`` at the listed
+    ``(k, t)``: storage ``k`` (in device order, counting storages only) or ``k = -1`` for
+    import/export, at step ``t``.
+
+    The site's energy cost is the builder's cost over the columns it adds (plus the
+    settlement of own-priced constants, which :meth:`SiteColumns.result` adds).
+    """
+    first = len(b.lb)
     pairs: list[tuple[np.ndarray, np.ndarray]] = []
     n, dt = site.steps, site.dt
-    b = _Builder()
     cp = np.asarray(site.consumption_price, float)
     pp = cp if site.production_price is None else _arr(site.production_price, n, 0.0)
     inflexible = _arr(site.inflexible, n, 0.0)
@@ -228,11 +324,12 @@ def solve_site(site: Site, *, exclusive: bool | None = None) -> Result:
                     -dt * usage[t],
                     -dt * usage[t],
                 )
-            if exclusive and (cmax > 0).any() and (dmax > 0).any():
-                z = b.var(n, 0.0, 1.0, integer=True)
-                for t in range(n):
-                    b.row([ch[t], z[t]], [1.0, -cmax[t]], -np.inf, 0.0)
-                    b.row([dis[t], z[t]], [1.0, dmax[t]], -np.inf, dmax[t])
+            steps = _binary_steps(exclusive, only, len(pairs), n)
+            if steps and (cmax > 0).any() and (dmax > 0).any():
+                z = b.var(len(steps), 0.0, 1.0, integer=True)
+                for zt, t in zip(z, steps, strict=True):
+                    b.row([ch[t], zt], [1.0, -cmax[t]], -np.inf, 0.0)
+                    b.row([dis[t], zt], [1.0, dmax[t]], -np.inf, dmax[t])
             for t in range(n):
                 lo = -np.inf if dev.net_lower is None else dev.net_lower[t]
                 hi = np.inf if dev.net_upper is None else dev.net_upper[t]
@@ -249,6 +346,10 @@ def solve_site(site: Site, *, exclusive: bool | None = None) -> Result:
             gen = b.var(n, 0.0 if dev.curtailable else fc, fc, -k * dpp)
             power_terms[dev.name] = [(-1.0, gen)]
             bound = bound + fc
+        elif isinstance(dev, Process):
+            p = add_process(b, dev, n, k * dcp)
+            power_terms[dev.name] = [(1.0, p)]
+            bound = bound + float(np.max(np.abs(dev.profile)))
         else:
             constant[dev.name] = np.asarray(dev.power, float)
             power_terms[dev.name] = []
@@ -275,39 +376,49 @@ def solve_site(site: Site, *, exclusive: bool | None = None) -> Result:
                 cols.append(c[t])
                 vals.append(coef)
         b.row(cols, vals, -own_constant[t], -own_constant[t])
-    if exclusive:
-        w = b.var(n, 0.0, 1.0, integer=True)
+    steps = _binary_steps(exclusive, only, -1, n)
+    if steps:
+        w = b.var(len(steps), 0.0, 1.0, integer=True)
         m = bound + 1.0
-        for t in range(n):
-            b.row([imp[t], w[t]], [1.0, -m[t]], -np.inf, 0.0)
-            b.row([exp[t], w[t]], [1.0, m[t]], -np.inf, m[t])
-    status, x, objective = b.solve()
-    if status == "optimal" and relax_first:
-        # the relaxation's optimum is the MILP's when it does nothing simultaneous
-        both = [np.minimum(x[p], x[q]) for p, q in pairs] + [np.minimum(x[imp], x[exp])]
-        if max(float(v.max(initial=0.0)) for v in both) > 1e-7:
-            return solve_site(site, exclusive=True)
-    if status != "optimal":
-        return Result(np.nan, {}, {}, np.full(n, np.nan), status)
-    power = {}
-    for name, terms in power_terms.items():
-        p = constant.get(name, np.zeros(n)).copy()
-        for coef, c in terms:
-            p += coef * x[c]
-        power[name] = p
-    cost = objective
-    for name in own:  # constants settled at their own prices do not enter the objective
-        if name in constant:
-            dev = next(d for d in site.devices if d.name == name)
-            cost += settle(
-                constant[name],
-                dev.consumption_price
-                if dev.consumption_price is not None
-                else dev.production_price,
-                dev.production_price if dev.production_price is not None else dev.consumption_price,
-                dt,
-            )
-    return Result(cost, power, {k: x[v] for k, v in soc_cols.items()}, x[site_p], status)
+        for wt, t in zip(w, steps, strict=True):
+            b.row([imp[t], wt], [1.0, -m[t]], -np.inf, 0.0)
+            b.row([exp[t], wt], [1.0, m[t]], -np.inf, m[t])
+    return SiteColumns(
+        site, first, len(b.lb), site_p, imp, exp, pairs, power_terms, constant, own, soc_cols
+    )
+
+
+def _binary_steps(exclusive: bool, only: set[tuple[int, int]] | None, k: int, n: int) -> list[int]:
+    if exclusive:
+        return list(range(n))
+    return sorted(t for kk, t in only or () if kk == k)
+
+
+def add_process(b: _Builder, proc: Process, n: int, price: np.ndarray) -> np.ndarray:
+    """A shiftable process run as one block (``p[t] = sum_k profile[k] * start[t-k]``, one
+    binary per admissible start); its power columns, costed at ``price`` (EUR/kW per step,
+    zero unless the process has its own prices)."""
+    m = len(proc.profile)
+    available = np.ones(n, bool) if proc.available is None else np.asarray(proc.available, bool)
+    starts = [j for j in range(proc.first, proc.stop - m + 1) if available[j : j + m].all()]
+    if not starts:
+        raise ValueError(f"process {proc.name}: no admissible start")
+    lo, hi = min(0.0, float(proc.profile.min())), max(0.0, float(proc.profile.max()))
+    start = b.var(len(starts), 0.0, 1.0, integer=True)
+    b.row(list(start), [1.0] * len(starts), 1.0, 1.0)
+    p = b.var(n, lo, hi)
+    for t in range(n):
+        cols, vals = [p[t]], [1.0]
+        for s, j in zip(start, starts, strict=True):
+            if 0 <= t - j < m:
+                cols.append(s)
+                vals.append(-float(proc.profile[t - j]))
+        b.row(cols, vals, 0.0, 0.0)
+    if np.any(price):
+        if lo < 0:  # would need the power split into consumption and production
+            raise NotImplementedError("own-priced generating processes")
+        b.cost[p[0] : p[-1] + 1] = list(np.asarray(price, float))
+    return p
 
 
 def settle(
@@ -679,3 +790,375 @@ def random_site(
         ],
     )
     return SiteCase(request, site, storages, dt)
+
+
+# -- portfolios: JSON read by hand, all sites and the target in one model ----------------------
+#
+# The request format is read here without vpp (README, docs/flex-model.md), for the subset of
+# fields the portfolio tests use; an unknown field raises NotImplementedError rather than
+# being ignored. Prices stay in EUR/MWh, power in kW, energy in kWh.
+
+_UNITS: dict[str, float] = {
+    "kw": 1.0,
+    "w": 1e-3,
+    "mw": 1e3,
+    "kwh": 1.0,
+    "wh": 1e-3,
+    "mwh": 1e3,
+    "eur/mwh": 1.0,
+    "eur/kwh": 1e3,
+    "%": 1e-2,
+    "": 1.0,
+}
+
+
+def quantity(value: str | float) -> float:
+    """``"10 kWh"`` -> 10.0, ``"95%"`` -> 0.95, ``"0.05 EUR/kWh"`` -> 50.0 (EUR/MWh)."""
+    if isinstance(value, int | float):
+        return float(value)
+    m = re.fullmatch(r"\s*([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*(\S*)\s*", value)
+    if m is None or m.group(2).lower() not in _UNITS:
+        raise NotImplementedError(f"quantity {value!r}")
+    return float(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def iso_hours(text: str) -> float:
+    """``"PT24H"``, ``"PT15M"``, ``"PT1H30M"`` in hours."""
+    m = re.fullmatch(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?", text)
+    if m is None:
+        raise NotImplementedError(f"duration {text!r}")
+    h, mi, s = (int(g) if g else 0 for g in m.groups())
+    return h + mi / 60 + s / 3600
+
+
+@dataclass
+class Grid:
+    """A request's time grid: ``steps`` steps of ``dt`` hours from ``start``."""
+
+    start: datetime
+    dt: float
+    steps: int
+
+    @classmethod
+    def of(cls, request: dict) -> Grid:
+        dt = iso_hours(request["resolution"])
+        return cls(
+            datetime.fromisoformat(request["start"]), dt, round(iso_hours(request["duration"]) / dt)
+        )
+
+    def index(self, when: str) -> int:
+        """The instant index of an ISO datetime (clipped to ``[0, steps]``)."""
+        k = (datetime.fromisoformat(when) - self.start).total_seconds() / 3600 / self.dt
+        if abs(k - round(k)) > 1e-9:
+            raise ValueError(f"{when} is not on the grid")
+        return min(max(round(k), 0), self.steps)
+
+    def span(self, entry: dict) -> tuple[int, int]:
+        """Steps ``[a, b)`` of a ``{"start", "end" | "duration"}`` period."""
+        a = self.index(entry["start"])
+        if "end" in entry:
+            return a, self.index(entry["end"])
+        k = (datetime.fromisoformat(entry["start"]) - self.start).total_seconds() / 3600
+        return a, min(max(round((k + iso_hours(entry["duration"])) / self.dt), 0), self.steps)
+
+    def series(self, raw: object, default: float = np.nan) -> np.ndarray:
+        """A constant, ``{"values", "unit"}`` or a list of segments, one value per step."""
+        if isinstance(raw, str | int | float):
+            return np.full(self.steps, quantity(raw))
+        if isinstance(raw, dict):
+            values = np.asarray(raw["values"], float) * _UNITS[raw.get("unit", "").lower()]
+            if len(values) != self.steps:
+                raise ValueError(f"{len(values)} values for {self.steps} steps")
+            return values
+        out = np.full(self.steps, default)
+        for seg in raw:  # type: ignore[attr-defined]
+            a, b = self.span(seg)
+            out[a:b] = quantity(seg["value"])
+        return out
+
+    def summed(self, raw: object) -> np.ndarray:
+        """``soc-usage``/``soc-gain``: one series, or a list of series (summed)."""
+        if raw is None:
+            return np.zeros(self.steps)
+        if isinstance(raw, list) and raw and not (isinstance(raw[0], dict) and "start" in raw[0]):
+            return sum((self.series(r, 0.0) for r in raw), np.zeros(self.steps))
+        return self.series(raw, 0.0)
+
+    def available(self, windows: list[dict] | None) -> np.ndarray:
+        out = np.ones(self.steps, bool)
+        if windows is not None:
+            out[:] = False
+            for w in windows:
+                a, b = self.span(w)
+                out[a:b] = True
+        return out
+
+    def soc_bounds(self, dev: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Per-instant SoC bounds from soc-min/max, -minima/-maxima and -targets."""
+        lower = np.full(self.steps + 1, quantity(dev.get("soc-min", "0 kWh")))
+        upper = np.full(self.steps + 1, quantity(dev["soc-max"]))
+        for key, which in (("soc-minima", "lo"), ("soc-maxima", "hi"), ("soc-targets", "both")):
+            for e in dev.get(key, []):
+                a = self.index(e.get("datetime", e.get("start")))
+                b = self.index(e.get("end", e.get("datetime", e.get("start"))))
+                v = quantity(e["value"])
+                if which in ("lo", "both"):
+                    lower[a : b + 1] = np.maximum(lower[a : b + 1], v)
+                if which in ("hi", "both"):
+                    upper[a : b + 1] = np.minimum(upper[a : b + 1], v)
+        return lower, upper
+
+
+_COMMON = "name type availability "
+_SOC = "soc-at-start soc-min soc-max soc-minima soc-maxima soc-targets storage-efficiency "
+_FIELDS = {
+    kind: set(fields.split())
+    for kind, fields in {
+        "storage": _COMMON
+        + _SOC
+        + "charging-efficiency discharging-efficiency roundtrip-efficiency power-capacity "
+        "consumption-capacity production-capacity soc-usage soc-gain",
+        "heat": _COMMON + _SOC + "cop heat-demand power-capacity",
+        "generation": _COMMON + "production curtailable",
+        "inflexible": _COMMON + "power",
+        "shiftable": _COMMON + "power duration process-type earliest-start latest-end",
+    }.items()
+}
+_CONTEXT_FIELDS = {
+    "consumption-price",
+    "production-price",
+    "site-power-capacity",
+    "site-consumption-capacity",
+    "site-production-capacity",
+    "inflexible-devices",
+}
+_DEFAULT_NAMES = {
+    "storage": "battery",
+    "heat": "heat-pump",
+    "generation": "pv",
+    "inflexible": "load",
+    "shiftable": "process",
+}
+
+
+def device_from_json(raw: dict, grid: Grid) -> Storage | Generation | FixedLoad | Process:
+    """One flex-model device, read by hand (see docs/flex-model.md)."""
+    kind = raw.get("type", "storage")
+    unknown = set(raw) - _FIELDS[kind]
+    if unknown:
+        raise NotImplementedError(f"{kind} fields {sorted(unknown)}")
+    name = raw.get("name", _DEFAULT_NAMES[kind])
+    n = grid.steps
+    on = grid.available(raw.get("availability"))
+    keep = grid.series(raw.get("storage-efficiency", 1.0))
+    if kind == "storage":
+        lower, upper = grid.soc_bounds(raw)
+        cap = raw.get("power-capacity")
+        cmax = grid.series(raw.get("consumption-capacity", cap))
+        dmax = grid.series(raw.get("production-capacity", cap))
+        if "roundtrip-efficiency" in raw:
+            eta_c = eta_d = np.full(n, np.sqrt(quantity(raw["roundtrip-efficiency"])))
+        else:
+            eta_c = grid.series(raw.get("charging-efficiency", 1.0))
+            eta_d = grid.series(raw.get("discharging-efficiency", 1.0))
+        usage = grid.summed(raw.get("soc-usage")) - grid.summed(raw.get("soc-gain"))
+        soc0 = quantity(raw["soc-at-start"])
+        return Storage(name, soc0, lower, upper, cmax * on, dmax * on, eta_c, eta_d, keep, usage)
+    if kind == "heat":
+        lower, upper = grid.soc_bounds(raw)
+        cap = grid.series(raw["power-capacity"]) * on
+        demand = grid.series(raw.get("heat-demand", "0 kW"), 0.0)
+        cop = grid.series(raw["cop"])
+        soc0 = quantity(raw["soc-at-start"])
+        return Storage(name, soc0, lower, upper, cap, np.zeros(n), cop, 1.0, keep, demand)
+    if kind == "generation":
+        return Generation(name, grid.series(raw["production"]) * on, bool(raw.get("curtailable")))
+    if kind == "inflexible":
+        return FixedLoad(name, grid.series(raw["power"]) * on)
+    if raw.get("process-type", "SHIFTABLE") != "SHIFTABLE":
+        raise NotImplementedError("only SHIFTABLE processes")
+    power = raw["power"]
+    if isinstance(power, dict):
+        profile = np.asarray(power["values"], float) * _UNITS[power["unit"].lower()]
+    else:
+        profile = np.full(round(iso_hours(raw["duration"]) / grid.dt), quantity(power))
+    first = grid.index(raw["earliest-start"]) if "earliest-start" in raw else 0
+    stop = grid.index(raw["latest-end"]) if "latest-end" in raw else n
+    return Process(name, profile, first, stop, on)
+
+
+def site_from_json(grid: Grid, flex_model: dict | list[dict], context: dict) -> Site:
+    """A reference :class:`Site` from a flex-model and a (merged) flex-context."""
+    unknown = set(context) - _CONTEXT_FIELDS
+    if unknown:
+        raise NotImplementedError(f"flex-context fields {sorted(unknown)}")
+    cp = grid.series(context["consumption-price"])
+    pp = grid.series(context["production-price"]) if "production-price" in context else cp
+    cap = grid.series(context.get("site-power-capacity", np.inf))
+    cons = np.minimum(grid.series(context.get("site-consumption-capacity", np.inf)), cap)
+    prod = np.minimum(grid.series(context.get("site-production-capacity", np.inf)), cap)
+    load = sum(
+        (grid.series(s, 0.0) for s in context.get("inflexible-devices", {}).values()),
+        np.zeros(grid.steps),
+    )
+    devices = [flex_model] if isinstance(flex_model, dict) else flex_model
+    return Site(grid.dt, cp, pp, cons, prod, load, [device_from_json(d, grid) for d in devices])
+
+
+def portfolio_sites(request: dict) -> dict[str, Site]:
+    """Every site of a portfolio request by id; a site's flex-context fields replace the
+    portfolio's (field by field)."""
+    grid = Grid.of(request)
+    base = request.get("flex-context", {})
+    return {
+        s["id"]: site_from_json(grid, s["flex-model"], {**base, **s.get("flex-context", {})})
+        for s in request["sites"]
+    }
+
+
+@dataclass
+class PortfolioOptimum:
+    cost: float  # sites' energy cost + the market target's deviation cost (EUR); nan: infeasible
+    sites: dict[str, Result]
+    total: np.ndarray  # summed site power (kW)
+    status: str
+
+
+def portfolio_reference(request: dict, *, exclusive: bool | None = None) -> PortfolioOptimum:
+    """All sites and the target of a portfolio request in one HiGHS model.
+
+    Coupling on the summed site power ``S[t] = sum_i P_i[t]``:
+
+    * congestion: ``-max_production[t] <= S[t] <= max_consumption[t]``;
+    * market: ``S[t] - volume[t] = over[t] - under[t]``, ``over, under >= 0``, costing
+      ``deviation_price[t] * dt / 1000 * (over[t] + under[t])``.
+
+    ``exclusive``: ``True`` adds every exclusivity binary, ``False`` none; ``None`` (default)
+    adds them where the optimum charges and discharges (or imports and exports) at once and
+    re-solves until it does neither anywhere. That optimum of a relaxation is feasible for
+    the full model, hence its optimum (binaries everywhere make MILPs that HiGHS may take
+    minutes to close).
+    """
+    sites = portfolio_sites(request)
+    only: dict[str, set[tuple[int, int]]] = {sid: set() for sid in sites}
+    for _round in range(100):
+        result, x, cols = _portfolio_model(request, sites, bool(exclusive), only)
+        if result.status != "optimal" or exclusive is not None:
+            return result
+        more = {sid: c.simultaneous_at(x) - only[sid] for sid, c in cols.items()}
+        if not any(more.values()):
+            return result
+        for sid, keys in more.items():
+            only[sid] |= keys
+    raise RuntimeError("exclusivity did not settle")
+
+
+def _portfolio_model(
+    request: dict, sites: dict[str, Site], exclusive: bool, only: dict[str, set[tuple[int, int]]]
+) -> tuple[PortfolioOptimum, np.ndarray, dict[str, SiteColumns]]:
+    grid = Grid.of(request)
+    n, dt = grid.steps, grid.dt
+    b = _Builder()
+    cols = {
+        sid: add_site(b, site, exclusive=exclusive, only=only[sid]) for sid, site in sites.items()
+    }
+    target = request.get("target")
+    over = under = np.array([], int)
+    if target is not None:
+        if target["type"] == "congestion":
+            upper = grid.series(target.get("max-consumption", np.inf), np.inf)
+            lower = -grid.series(target.get("max-production", np.inf), np.inf)
+            for t in range(n):
+                b.row(
+                    [c.site_power[t] for c in cols.values()], [1.0] * len(cols), lower[t], upper[t]
+                )
+        elif target["type"] == "market":
+            volume = grid.series(target["volume"])
+            price = grid.series(target["deviation-price"]) * dt / 1000.0
+            over, under = b.var(n, 0.0, np.inf, price), b.var(n, 0.0, np.inf, price)
+            for t in range(n):
+                b.row(
+                    [*(c.site_power[t] for c in cols.values()), over[t], under[t]],
+                    [1.0] * len(cols) + [-1.0, 1.0],
+                    volume[t],
+                    volume[t],
+                )
+        else:
+            raise NotImplementedError(f"target {target['type']}")
+    status, x, _objective = b.solve()
+    if status != "optimal":
+        return PortfolioOptimum(np.nan, {}, np.full(n, np.nan), status), x, cols
+    results = {sid: c.result(b, x) for sid, c in cols.items()}
+    total = np.sum([r.site_power for r in results.values()], axis=0)
+    cost = sum(r.cost for r in results.values())
+    deviation = np.concatenate([over, under])
+    cost += float(np.dot(np.asarray(b.cost)[deviation], x[deviation]))
+    return PortfolioOptimum(cost, results, total, status), x, cols
+
+
+def solve_portfolio_reference(request: dict) -> float:
+    """The optimal total cost (EUR) of a portfolio request; ``nan`` when infeasible."""
+    return portfolio_reference(request).cost
+
+
+# -- checking a returned schedule against a site's own constraints -----------------------------
+
+
+def site_violations(site: Site, result: dict, tol: float = 1e-6) -> list[str]:
+    """What in a site's result JSON (``devices``, ``site``) breaks the site's own constraints:
+    device power limits, SoC re-simulated from power within its bounds (and equal to the
+    returned SoC), processes run as one block inside their window, the site balance and
+    the connection capacity. Empty when the schedule is feasible."""
+    out: list[str] = []
+    dt, n = site.dt, site.steps
+    dev = device_arrays(result)
+    net = np.array(result["site"]["power"]["values"], float)
+    total = _arr(site.inflexible, n, 0.0).copy()
+    for d in site.devices:
+        if d.name not in dev:
+            out.append(f"{d.name}: missing")
+            continue
+        p = dev[d.name]["power"]
+        total += p
+        if isinstance(d, Storage):
+            cmax, dmax = _arr(d.charge_max, n, 0.0), _arr(d.discharge_max, n, 0.0)
+            if (p > cmax + tol).any() or (p < -dmax - tol).any():
+                out.append(f"{d.name}: power outside [-discharge_max, charge_max]")
+            soc = simulate_soc(p, d.soc0, d.eta_c, d.eta_d, d.keep, d.usage, dt)
+            lo, hi = _arr(d.lower, n + 1, 0.0), _arr(d.upper, n + 1, 0.0)
+            if (soc < lo - 1e-5).any() or (soc > hi + 1e-5).any():
+                t = int(np.argmax(np.maximum(lo - soc, soc - hi)))
+                out.append(f"{d.name}: re-simulated soc {soc[t]:.6g} outside bounds at {t}")
+            if "soc" in dev[d.name] and np.abs(dev[d.name]["soc"] - soc).max() > 1e-5:
+                out.append(f"{d.name}: returned soc differs from the re-simulated one")
+        elif isinstance(d, Generation):
+            lo = -np.asarray(d.forecast, float)
+            hi = np.zeros(n) if d.curtailable else lo
+            if (p < lo - tol).any() or (p > hi + tol).any():
+                out.append(f"{d.name}: generation outside its forecast")
+        elif isinstance(d, Process):
+            if not process_ok(d, p, tol):
+                out.append(f"{d.name}: not its profile run once inside its window")
+        elif np.abs(p - np.asarray(d.power, float)).max() > tol:
+            out.append(f"{d.name}: fixed power changed")
+    if np.abs(net - total).max() > 1e-5:
+        out.append("site power is not the sum of device powers and inflexible load")
+    cons = _arr(site.consumption_capacity, n, np.inf)
+    prod = _arr(site.production_capacity, n, np.inf)
+    if (net > cons + tol).any() or (net < -prod - tol).any():
+        out.append("site power outside the connection capacity")
+    return out
+
+
+def process_ok(proc: Process, power: np.ndarray, tol: float = 1e-6) -> bool:
+    """Whether ``power`` is the process's profile run once, contiguously, at an admissible
+    start."""
+    m, n = len(proc.profile), len(power)
+    available = np.ones(n, bool) if proc.available is None else np.asarray(proc.available, bool)
+    for j in range(proc.first, proc.stop - m + 1):
+        if available[j : j + m].all():
+            placed = np.zeros(n)
+            placed[j : j + m] = proc.profile
+            if np.abs(power - placed).max() <= tol:
+                return True
+    return False

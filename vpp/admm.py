@@ -45,7 +45,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vpp.errors import InfeasibleError, VppError
-from vpp.portfolio import PortfolioRequest, PortfolioResult, Target
+from vpp.portfolio import PortfolioRequest, PortfolioResult, Target, check_congestion
 from vpp.site import SiteProblem, SiteSchedule
 from vpp.telemetry import tracer
 from vpp.timeseries import Horizon
@@ -143,6 +143,10 @@ class SitePool(Protocol):
         where infeasible) and degraded ids."""
         ...
 
+    def power_ranges(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each site's least and most net power per step (for the congestion pre-check)."""
+        ...
+
 
 class LocalPool:
     """All sites in this process: for tests, small portfolios and the centralised gap."""
@@ -170,6 +174,9 @@ class LocalPool:
             except InfeasibleError:
                 out.append(None)
         return out, []
+
+    def power_ranges(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [p.power_range() for p in self.sites]
 
     def last_schedules(self) -> list[SiteSchedule]:
         return [p.schedule_of_last() for p in self.sites]
@@ -219,7 +226,8 @@ def run_admm(
     n = state.x.shape[0]
     converged = False
     spans = tracer(__name__)
-    while state.iteration < cfg.max_iterations:
+    first = state.iteration  # a resumed or warm state counts on; the cap is per run
+    while state.iteration - first < cfg.max_iterations:
         with spans.start_as_current_span("admm.iteration") as span:
             span.set_attribute("vpp.iteration", state.iteration + 1)
             state, progress = _iterate(pool, target, cfg, state, degraded, started)
@@ -342,12 +350,24 @@ def feasibility_step(
 
 
 def _reproduce(pool: SitePool, x: np.ndarray) -> tuple[list[SiteSchedule], list[str]]:
-    """Each site re-solves pinned to its ADMM power (widening once for solver tolerance)."""
-    schedules, slow = pool.solve_within(x - 1e-6, x + 1e-6)
-    if any(sch is None for sch in schedules):
-        wide, slow2 = pool.solve_within(x - 1e-2, x + 1e-2)
-        schedules = [sch if sch is not None else wide[i] for i, sch in enumerate(schedules)]
-        slow = slow + slow2
+    """Each site re-solves within a band around its ADMM power, exactly feasible for itself.
+
+    The band starts at solver tolerance and widens only for the sites that cannot keep it:
+    the x-update relaxes no-simultaneous-charge-discharge, so where ADMM's power wastes
+    energy (charging and discharging at once, when consuming pays) the site must move away
+    from it; it moves as little as the band allows.
+    """
+    schedules: list[SiteSchedule | None] = [None] * x.shape[0]
+    slow: list[str] = []
+    for band in (1e-6, 1e-3, 0.05, 0.25, 1.0, 5.0, np.inf):
+        missing = [i for i, sch in enumerate(schedules) if sch is None]
+        if not missing:
+            break
+        width = np.zeros(x.shape)
+        width[missing] = band  # sites already done re-solve in place (zero width is cheap)
+        tries, late = pool.solve_within(x - width - 1e-6, x + width + 1e-6)
+        slow += late
+        schedules = [sch if sch is not None else tries[i] for i, sch in enumerate(schedules)]
     if any(sch is None for sch in schedules):
         raise VppError("sites could not reproduce their ADMM schedules")
     return [sch for sch in schedules if sch is not None], sorted(set(slow))
@@ -402,6 +422,8 @@ def solve_portfolio_admm(
         state = AdmmState(0, 0.0, x, x.mean(axis=0), np.zeros(horizon.steps))
         schedules, degraded = feasibility_step(pool, target, state, settings)
         return PortfolioResult(horizon, ids, schedules, target, extra={"method": "independent"})
+    if target.kind == "congestion":
+        check_congestion(horizon, pool.power_ranges(), target)
     state, converged, slow = run_admm(
         pool,
         target,

@@ -155,9 +155,9 @@ def solve_portfolio(
 ) -> dict[str, Any]:
     """ADMM on Ray (or centralised), optionally with the gap to the centralised optimum."""
     from vpp.admm import AdmmSettings
-    from vpp.portfolio import CentralisedPortfolio, parse_portfolio
+    from vpp.portfolio import CentralisedPortfolio, validate_portfolio
 
-    parse_portfolio(request)  # field errors before any Ray start-up
+    validate_portfolio(request)  # field errors before any Ray start-up
     if centralised:
         return CentralisedPortfolio(request).solve().to_json()
     from actors.run import run_portfolio

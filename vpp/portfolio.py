@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from vpp.device import PowerSeries, PriceSeries, Spec
-from vpp.errors import InfeasibleError, RequestValidationError
+from vpp.errors import FieldIssue, InfeasibleError, RequestValidationError
 from vpp.exclusive import Exclusivity
 from vpp.linear import INF, LinearModel, Term
 from vpp.request import FlexContext, FlexModel, ScheduleRequest, TimeWindow, validate
@@ -78,13 +78,14 @@ class PortfolioRequest(TimeWindow):
     sites: list[SiteEntry] = Field(min_length=1)
     target: Annotated[CongestionTarget | MarketTarget, Field(discriminator="type")] | None = None
 
-    @model_validator(mode="after")
-    def _unique_ids(self) -> PortfolioRequest:
-        ids = [s.id for s in self.sites]
+    @field_validator("sites")
+    @classmethod
+    def _unique_ids(cls, sites: list[SiteEntry]) -> list[SiteEntry]:
+        ids = [s.id for s in sites]
         repeated = sorted({i for i in ids if ids.count(i) > 1})
         if repeated:
             raise ValueError(f"site ids must be unique; repeated: {repeated}")
-        return self
+        return sites
 
     def site_request(self, index: int) -> ScheduleRequest:
         """Site ``index`` as a single-site request; its flex-context overrides ours."""
@@ -170,18 +171,30 @@ def validate_portfolio(raw: Any) -> PortfolioRequest:
         try:
             resolve_site(request.site_request(i))
         except RequestValidationError as err:
-            issues += [
-                type(issue)(_site_field(i, issue.field), issue.message) for issue in err.issues
-            ]
+            issues += _site_issues(request, i, err)
     if issues:
         raise RequestValidationError(issues)
     return request
 
 
-def _site_field(index: int, field: str) -> str:
-    if field.startswith("flex-model"):
-        return f"sites[{index}].{field}"
-    return field.replace("flex-context", f"sites[{index}].flex-context", 1)
+def _site_issues(
+    request: PortfolioRequest, index: int, err: RequestValidationError
+) -> list[FieldIssue]:
+    """A site's issues at their place in the portfolio request: the site's own flex-model or
+    flex-context override, or the portfolio's flex-context (then reported once, not per site).
+    """
+    override = request.sites[index].flex_context
+    own = override.model_fields_set if override is not None else set()
+    out = []
+    for issue in err.issues:
+        field = issue.field
+        name = field.removeprefix("flex-context.").split(".")[0].split("[")[0]
+        if field.startswith("flex-model"):
+            field = f"sites[{index}].{field}"
+        elif name.replace("-", "_") in own:
+            field = field.replace("flex-context", f"sites[{index}].flex-context", 1)
+        out.append(FieldIssue(field, issue.message))
+    return out
 
 
 def build_sites(request: PortfolioRequest) -> list[SiteProblem]:
@@ -191,9 +204,7 @@ def build_sites(request: PortfolioRequest) -> list[SiteProblem]:
         try:
             problems.append(SiteProblem(request.site_request(i)))
         except RequestValidationError as err:
-            issues += [
-                type(issue)(_site_field(i, issue.field), issue.message) for issue in err.issues
-            ]
+            issues += _site_issues(request, i, err)
         except InfeasibleError as err:
             raise InfeasibleError(
                 f"site {request.sites[i].id}: {err.message}",
@@ -275,7 +286,7 @@ class CentralisedPortfolio:
             self.exclusive.done |= {(a + offset, t) for a, t in site.charge_discharge.done}
         self.cost = np.concatenate([p.base_cost for p in self.sites])
         self.constant = sum(p.cost_constant for p in self.sites)
-        check_congestion(self.request.horizon, self.sites, self.target)
+        check_congestion(self.request.horizon, [p.power_range() for p in self.sites], self.target)
         self._add_target()
 
     def _power_terms(self) -> list[Term]:
@@ -331,14 +342,15 @@ class CentralisedPortfolio:
         )
 
 
-def check_congestion(horizon: Horizon, sites: list[SiteProblem], target: Target) -> None:
-    """The sites' least (most) summed power must fit under (over) the limit at every step."""
+def check_congestion(
+    horizon: Horizon, ranges: list[tuple[np.ndarray, np.ndarray]], target: Target
+) -> None:
+    """The sites' least (most) summed power, from each site's ``(least, most)`` power per
+    step, must fit under (over) the limit at every step."""
     if target.kind != "congestion":
         return
-    least, most = np.zeros(horizon.steps), np.zeros(horizon.steps)
-    for p in sites:
-        lo, hi = p.power_range()
-        least, most = least + lo, most + hi
+    least = np.sum([r[0] for r in ranges], axis=0)
+    most = np.sum([r[1] for r in ranges], axis=0)
     for name, bad, value, limit in (
         ("max-consumption", np.flatnonzero(least > target.upper + 1e-6), least, target.upper),
         ("max-production", np.flatnonzero(most < target.lower - 1e-6), most, -target.lower),

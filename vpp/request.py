@@ -162,4 +162,10 @@ def format_path(loc: tuple[int | str, ...]) -> str:
 def _is_tag(part: str, before: int | str | None) -> bool:
     """pydantic's union/validator tags in an error location, not field names."""
     device_tag = part in DEVICE_TYPES and isinstance(before, int)
-    return device_tag or part.startswith("function-") or part in ("constrained-str", "list")
+    target_tag = part in ("congestion", "market") and before == "target"
+    return (
+        device_tag
+        or target_tag
+        or part.startswith("function-")
+        or part in ("constrained-str", "list")
+    )

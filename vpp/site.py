@@ -204,6 +204,7 @@ class SiteProblem:
         self.solver.set_cost(self.base_cost)
         self.last_x: np.ndarray | None = None
         self._prox: ProxSolver | None = None
+        self._prox_fixed: dict[int, float] = {}  # columns the x-update keeps fixed
 
     # -- building --------------------------------------------------------------------
     def _precheck(self) -> None:
@@ -373,19 +374,39 @@ class SiteProblem:
 
         Integer decisions (process starts, exclusivity binaries) stay as the last
         :meth:`solve` chose them; the first call solves the site alone to choose them.
+        The QP cannot forbid charging and discharging at once; where its solution does both
+        (wasting energy pays when the portfolio's price signal rewards consumption), the
+        smaller of the two is fixed at 0 from then on and the step is solved again.
         """
         if self._prox is None:
             if self.last_x is None:
                 self.solve(power_price)
             assert self.last_x is not None
             integer = np.flatnonzero(self.model.integrality())
-            fixed = {int(c): float(round(self.last_x[c])) for c in integer}
-            self._prox = ProxSolver(self.model, self.power, fixed)
+            self._prox_fixed.update({int(c): float(round(self.last_x[c])) for c in integer})
+            self._prox = ProxSolver(self.model, self.power, self._prox_fixed)
         cost = self.base_cost.copy()
         if power_price is not None:
             cost[self.power] += power_price
-        self.last_x = self._prox.solve(cost, rho, target)
-        return np.asarray(self.last_x[self.power])
+        x = self._prox.solve(cost, rho, target)
+        for _ in range(3):
+            wasted = self._simultaneous(x)
+            if not wasted:
+                break
+            self._prox_fixed.update(wasted)
+            self._prox = ProxSolver(self.model, self.power, self._prox_fixed)
+            x = self._prox.solve(cost, rho, target)
+        self.last_x = x
+        return np.asarray(x[self.power])
+
+    def _simultaneous(self, x: np.ndarray) -> dict[int, float]:
+        """Columns to fix at 0 where a pair charges and discharges at once in ``x``."""
+        fixes: dict[int, float] = {}
+        for a, b, _device in self.charge_discharge.pairs:
+            both = np.flatnonzero(np.minimum(x[a], x[b]) > 1e-6)
+            smaller = np.where(x[a[both]] < x[b[both]], a[both], b[both])
+            fixes.update({int(c): 0.0 for c in smaller})
+        return fixes
 
     def solve_within(
         self, lower: np.ndarray, upper: np.ndarray, power_price: np.ndarray | None = None
@@ -397,7 +418,7 @@ class SiteProblem:
         lo, hi = self.model.bounds()
         saved = lo[self.power].copy(), hi[self.power].copy()
         self.model.tighten(self.power, lower, upper)
-        self._prox = None  # the bounds changed
+        self._prox, self._prox_fixed = None, {}  # the bounds changed
         try:
             return self.solve(power_price)
         finally:
