@@ -431,7 +431,6 @@ def floor_highs_lp(p: BatteryLP) -> highspy.HighsLp:
 def new_highs() -> highspy.Highs:
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 1)  # as vpp.solver.new_highs
     return h
 
 
@@ -666,7 +665,7 @@ def report(
         f"```\n{command}\n```",
         f"Machine: nproc = {info['nproc']}, {info['cpu']}, {info['os']}; Python "
         f"{info['python']}, highspy {info['highspy']}, numpy {info['numpy']}, pyomo "
-        f"{info['pyomo']}. HiGHS runs single-threaded (`threads=1`) on every route.",
+        f"{info['pyomo']}. HiGHS runs with its default threads option on every route.",
         table(rows).rstrip("\n"),
         "Cases: **1** one battery (60 kW / 190 kWh, 95 % charging and discharging efficiency, "
         "a SoC target at the end, a 50 kW site connection), 96 x 15 min on a summer day-ahead "
