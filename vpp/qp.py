@@ -49,9 +49,9 @@ class ProxSolver:
         pinned = np.isclose(lo, hi)
         self.free = np.flatnonzero(~pinned)
         self.x0 = np.where(pinned, lo, 0.0)  # the fixed part of every solution
-        a = model.matrix().tocsc()
-        shift = a @ self.x0  # what the fixed columns contribute to each row
-        a = a[:, self.free].tocsr()
+        whole = model.matrix().tocsc()
+        shift = whole @ self.x0  # what the fixed columns contribute to each row
+        a = whole[:, self.free].tocsr()
         rlo, rhi = (r - shift for r in model.row_bounds())
         lo, hi = lo[self.free], hi[self.free]
         position = np.full(self.n, -1)
