@@ -313,7 +313,7 @@ def test_portfolio_spec_with_an_unreadable_target() -> None:
     broken = request | {"target": {"type": "market"}}  # e.g. a job stored by an older schema
     spec = chart_spec(result, broken)
     assert {r["series"] for r in rows_of_panel(spec, "portfolio")} == {"portfolio"}
-    assert "target not shown: target.market.volume: required" in spec["title"]["subtitle"]
+    assert "target not shown: target.volume: required" in spec["title"]["subtitle"]
 
 
 def rows_of_panel(spec: dict[str, Any], panel: str) -> list[dict[str, Any]]:
