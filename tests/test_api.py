@@ -159,6 +159,16 @@ def test_submit_poll_result_equals_in_process(api: Api) -> None:
                                expected["site"]["power"]["values"], atol=1e-6)
     np.testing.assert_allclose(got["devices"][0]["soc"]["values"],
                                expected["devices"][0]["soc"]["values"], atol=1e-6)
+    engine = create_engine(api.database_url)
+    with engine.connect() as connection:  # the job's schedules are stored too
+        rows = connection.execute(
+            text("SELECT device_name, \"values\" FROM schedules WHERE job_id = :j"), {"j": job}
+        ).all()
+    engine.dispose()
+    stored = {name: json.loads(v) if isinstance(v, str) else v for name, v in rows}
+    np.testing.assert_allclose(stored[None], expected["site"]["power"]["values"], atol=1e-6)
+    np.testing.assert_allclose(stored["battery"], expected["devices"][0]["power"]["values"],
+                               atol=1e-6)
 
 
 def test_delete_semantics(api: Api) -> None:

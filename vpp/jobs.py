@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -69,36 +68,28 @@ def run_site_job(
         raise
     result = schedule.to_json()
     with sessions.begin() as session:
-        stored_site = session.get(Site, site_id)
-        job = repo.get_job(session, job_id)
-        resolution = schedule.horizon.resolution
-        for name, power in schedule.device_power.items():
-            _save(session, stored_site, job, name, schedule, power.tolist(), resolution)
-        _save(session, stored_site, job, None, schedule, schedule.site_power.tolist(), resolution)
+        _save_schedules(
+            session, session.get(Site, site_id), repo.get_job(session, job_id), schedule
+        )
         repo.set_job_status(session, job_id, "finished", result=result)
     logger.info("job %s finished: cost %.4f EUR", job_id, schedule.cost)
     return StoredRun(job_id, schedule, problem)
 
 
-def _save(
-    session: Session,
-    site: Any,
-    job: Any,
-    device: str | None,
-    schedule: SiteSchedule,
-    values: list[float],
-    resolution: timedelta,
-) -> None:
-    repo.save_schedule(
-        session,
-        site=site,
-        job=job,
-        device_name=device,
-        start=schedule.horizon.start,
-        resolution=resolution,
-        values=values,
-        unit="kW",
-    )
+def _save_schedules(session: Session, site: Any, job: Any, schedule: SiteSchedule) -> None:
+    """One schedule row per device and one for the site's net power (``device_name`` None)."""
+    series = [*schedule.device_power.items(), (None, schedule.site_power)]
+    for name, power in series:
+        repo.save_schedule(
+            session,
+            site=site,
+            job=job,
+            device_name=name,
+            start=schedule.horizon.start,
+            resolution=schedule.horizon.resolution,
+            values=power.tolist(),
+            unit="kW",
+        )
 
 
 class JobCancelledError(VppError):
@@ -130,7 +121,8 @@ def execute_job(
                 raise VppError("portfolio jobs need a Ray runner")
             result = portfolio_runner(request, job_id, _progress_writer(sessions, job_id))
         else:
-            result = SiteProblem(request).solve().to_json()
+            schedule = SiteProblem(request).solve()
+            result = schedule.to_json()
     except JobCancelledError:
         return "cancelled"
     except VppError as err:
@@ -144,14 +136,25 @@ def execute_job(
             "detail": f"{type(err).__name__}: the job could not finish",
         }
         return _finish(sessions, job_id, "failed", error=problem)
-    return _finish(sessions, job_id, "finished", result=result)
+    if kind == "portfolio":
+        return _finish(sessions, job_id, "finished", result=result)
+    return _finish(sessions, job_id, "finished", result=result, schedule=schedule)
 
 
-def _finish(sessions: sessionmaker[Session], job_id: str, status: str, **fields: Any) -> str:
+def _finish(
+    sessions: sessionmaker[Session],
+    job_id: str,
+    status: str,
+    schedule: SiteSchedule | None = None,
+    **fields: Any,
+) -> str:
+    """Store the outcome (and a site job's schedules) unless the job was cancelled."""
     with sessions.begin() as session:
         job = repo.get_job(session, job_id, for_update=True)
         if job.status != "running":  # cancelled meanwhile: keep it so
             return str(job.status)
+        if schedule is not None:
+            _save_schedules(session, None, job, schedule)
         repo.set_job_status(session, job_id, status, **fields)
     logger.info("job %s %s", job_id, status)
     return status

@@ -196,6 +196,7 @@ class SiteProblem:
         self.horizon = self.inputs.horizon
         self.model = LinearModel()
         self.devices: list[tuple[DeviceVars, Common]] = []
+        self._device_ranges: list[tuple[np.ndarray, np.ndarray]] | None = None
         self.import_export = Exclusivity("no-simultaneous-import-export")
         self.charge_discharge = Exclusivity("no-simultaneous-charge-discharge")
         self._build()
@@ -266,7 +267,10 @@ class SiteProblem:
             self.import_export.add_binaries(self.model, self.imports, self.exports, spread, None)
 
     def _ranges(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Least and most power of every device per step, from its column bounds."""
+        """Least and most power of every device per step, from its column bounds (cached:
+        device bounds are final once the devices are built)."""
+        if self._device_ranges is not None:
+            return self._device_ranges
         lo, hi = self.model.bounds()
         out = []
         for dv, _ in self.devices:
@@ -277,6 +281,7 @@ class SiteProblem:
             for cols in dv.production:
                 least, most = least - hi[cols], most - lo[cols]
             out.append((least, most))
+        self._device_ranges = out
         return out
 
     def power_range(self) -> tuple[np.ndarray, np.ndarray]:
@@ -298,8 +303,9 @@ class SiteProblem:
 
     def _check_site_capacity(self) -> None:
         """Fixed load alone above the connection's capacity is named before solving."""
-        least = self.inputs.inflexible + sum((r[0] for r in self._ranges()), 0.0)
-        most = self.inputs.inflexible + sum((r[1] for r in self._ranges()), 0.0)
+        ranges = self._ranges()
+        least = self.inputs.inflexible + sum((r[0] for r in ranges), 0.0)
+        most = self.inputs.inflexible + sum((r[1] for r in ranges), 0.0)
         cap_c, cap_p = self.inputs.consumption_capacity, self.inputs.production_capacity
         over = np.flatnonzero(least > cap_c + 1e-6)
         if over.size:
