@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request, Response
 
 from api import problems
 from api.routes import accounts, charts, jobs, resources
+from vpp.jobs import PortfolioRunner, execute_job
 from vpp.store import make_engine, session_factory, upgrade
 from vpp.telemetry import tracer
 
@@ -26,17 +27,18 @@ class Dispatcher(Protocol):
 
 
 class InlineDispatcher:
-    """Runs queued single-site jobs in a thread of this process (tests, no Ray)."""
+    """Runs queued jobs in a thread of this process (tests, no Ray): single-site jobs, and
+    portfolio jobs when given a ``portfolio_runner`` (see :func:`vpp.jobs.execute_job`)."""
 
-    def __init__(self, sessions: Any) -> None:
+    def __init__(self, sessions: Any, portfolio_runner: PortfolioRunner | None = None) -> None:
         self.sessions = sessions
+        self.portfolio_runner = portfolio_runner
         self._lock = threading.Lock()
 
     def kick(self) -> None:
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self) -> None:
-        from vpp.jobs import execute_job
         from vpp.store import repository as repo
 
         with self._lock:
@@ -46,7 +48,7 @@ class InlineDispatcher:
                     job_id = job.id if job is not None else None
                 if job_id is None:
                     return
-                execute_job(self.sessions, job_id)
+                execute_job(self.sessions, job_id, self.portfolio_runner)
 
 
 def create_app(database_url: str, dispatcher: Dispatcher | None = None) -> FastAPI:

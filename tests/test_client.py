@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from api.app import InlineDispatcher
 from vpp import client as vc
 from vpp import errors
 from vpp.client import (
@@ -1089,31 +1090,13 @@ def live(tmp_path: Any) -> Iterator[LiveServer]:
         yield server
 
 
-class CentralisedDispatcher:
-    """Runs queued jobs in a thread like the app's ``InlineDispatcher``, and portfolio jobs
-    too: centralised (one HiGHS model) instead of ADMM on Ray, after reporting a few fake
-    ADMM iterations as progress."""
+class CentralisedDispatcher(InlineDispatcher):
+    """The app's ``InlineDispatcher`` with portfolio jobs too, run centralised (one HiGHS
+    model) instead of ADMM on Ray, after reporting a few fake ADMM iterations as progress."""
 
     def __init__(self, iterations: int = 3, pause: float = 0.05) -> None:
-        self.sessions: Any = None
+        super().__init__(None, self._portfolio)  # sessions: set once the app exists
         self.iterations, self.pause = iterations, pause
-        self._lock = threading.Lock()
-
-    def kick(self) -> None:
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        from vpp.jobs import execute_job
-        from vpp.store import repository as repo
-
-        with self._lock:
-            while True:
-                with self.sessions.begin() as session:
-                    job = repo.claim_next_job(session)
-                    job_id = job.id if job is not None else None
-                if job_id is None:
-                    return
-                execute_job(self.sessions, job_id, self._portfolio)
 
     def _portfolio(
         self, request: dict[str, Any], job_id: str, on_progress: Callable[[dict[str, Any]], None]
