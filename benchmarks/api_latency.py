@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from report import write_section  # benchmarks/report.py: run as python benchmarks/<script>.py
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST = json.loads((ROOT / "docs" / "examples" / "battery.json").read_text())
@@ -154,15 +155,6 @@ def report(seq: dict[str, float], load: dict[str, float], floor: float, args: An
     ])
 
 
-def write(text: str, path: Path) -> None:
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if SECTION in old:
-        head, _, rest = old.partition(SECTION)
-        nxt = rest.find("\n## ")
-        old = head + (rest[nxt + 1:] if nxt >= 0 else "")
-    path.write_text(old.rstrip() + "\n\n" + text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=60)
@@ -185,7 +177,7 @@ def main() -> None:
     text = report(seq, load, floor, args)
     print(text)
     if args.write:
-        write(text, args.write)
+        write_section(args.write, SECTION, text)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from report import write_section  # benchmarks/report.py: run as python benchmarks/<script>.py
 
 SECTION = "## Portfolio ADMM (issue 3)"
 TARGET_GAP = 1e-3  # relative
@@ -1013,24 +1014,6 @@ def _wrap(paragraph: str) -> str:
     return textwrap.fill(paragraph, 100, break_long_words=False, break_on_hyphens=False)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the section (up to the next ``## `` heading) or append it; keep the rest."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
-    body = section.rstrip("\n") + "\n"
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if re.match(r"^#{1,2} ", lines[i])),
-            len(lines),
-        )
-        after = "".join(lines[end:])
-        new = "".join(lines[:start]) + body + ("\n" + after if after else "")
-    path.write_text(new)
-
-
 def ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()]
 
@@ -1068,7 +1051,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(text)
         if args.write:
-            write_section(args.write, text)
+            write_section(args.write, SECTION, text)
             print(f"wrote section {SECTION!r} to {args.write}")
         return 0
     logging.basicConfig(
@@ -1200,7 +1183,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(central, runs, prof, command, info, args.max_iterations, elapsed)
     print(text)
     if args.write:
-        write_section(args.write, text)
+        write_section(args.write, SECTION, text)
         print(f"wrote section {SECTION!r} to {args.write}")
     return 0
 

@@ -60,6 +60,7 @@ from typing import Any
 
 import highspy
 import numpy as np
+from report import write_section  # benchmarks/report.py: run as python benchmarks/<script>.py
 
 from vpp.request import parse_request
 from vpp.site import SiteProblem
@@ -736,24 +737,6 @@ def _wrap(paragraph: str) -> str:
     return textwrap.fill(paragraph, 100, break_long_words=False, break_on_hyphens=False)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the section (up to the next ``## `` heading) or append it; keep the rest."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
-    body = section.rstrip("\n") + "\n"
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if re.match(r"^#{1,2} ", lines[i])),
-            len(lines),
-        )
-        after = "".join(lines[end:])
-        new = "".join(lines[:start]) + body + ("\n" + after if after else "")
-    path.write_text(new)
-
-
 def profile_case1(n: int) -> str:
     """cProfile of ``SiteProblem(raw).solve()`` for case 1, ``n`` calls after a warm-up."""
     raw = battery_request(1)
@@ -818,7 +801,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(rows, extra, args.repeat, command, machine())
     print(text)
     if args.write:
-        write_section(args.write, text)
+        write_section(args.write, SECTION, text)
         print(f"wrote section {SECTION!r} to {args.write}")
     if args.profile:
         print(profile_case1(200))
