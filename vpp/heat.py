@@ -30,7 +30,7 @@ from vpp.device import (
 )
 from vpp.errors import FieldIssue, RequestValidationError
 from vpp.linear import LinearModel
-from vpp.storage import StorageParams, bounds_from_instants
+from vpp.storage import StorageParams, bounds_from_instants, series_or, storage_efficiency
 from vpp.storage import formulate as formulate_storage
 from vpp.timeseries import Horizon
 
@@ -60,22 +60,8 @@ def resolve(spec: HeatSpec, horizon: Horizon, common: Common, path: str) -> Stor
     check(issues, bool((cop > 0).all()), f"{path}.cop", "must be positive at every step")
     capacity = spec.power_capacity.resolve(horizon, f"{path}.power-capacity", 0.0)
     check(issues, bool((capacity >= 0).all()), f"{path}.power-capacity", "must not be negative")
-    demand = (
-        np.zeros(n)
-        if spec.heat_demand is None
-        else spec.heat_demand.resolve(horizon, f"{path}.heat-demand", 0.0)
-    )
-    keep = (
-        np.ones(n)
-        if spec.storage_efficiency is None
-        else spec.storage_efficiency.resolve(horizon, f"{path}.storage-efficiency", 1.0)
-    )
-    check(
-        issues,
-        bool(((keep > 0) & (keep <= 1)).all()),
-        f"{path}.storage-efficiency",
-        "must be a fraction in (0, 1]",
-    )
+    demand = series_or(spec.heat_demand, horizon, f"{path}.heat-demand", 0.0)
+    keep = storage_efficiency(spec.storage_efficiency, horizon, path, issues)
     bounds = bounds_from_instants(
         spec.label,
         spec.soc_at_start,

@@ -97,13 +97,7 @@ def resolve(spec: StorageSpec, horizon: Horizon, common: Common, path: str) -> S
     issues: list[FieldIssue] = []
     n = horizon.steps
     eta_c, eta_d = _efficiencies(spec, horizon, path, issues)
-    keep = _series(spec.storage_efficiency, horizon, f"{path}.storage-efficiency", 1.0)
-    check(
-        issues,
-        bool(((keep > 0) & (keep <= 1)).all()),
-        f"{path}.storage-efficiency",
-        "must be a fraction in (0, 1]",
-    )
+    keep = storage_efficiency(spec.storage_efficiency, horizon, path, issues)
     charge_max, discharge_max = _capacities(spec, horizon, path, issues)
     usage = _sum_series(spec.soc_usage, horizon, f"{path}.soc-usage")
     usage = usage - _sum_series(spec.soc_gain, horizon, f"{path}.soc-gain")
@@ -141,11 +135,26 @@ def resolve(spec: StorageSpec, horizon: Horizon, common: Common, path: str) -> S
     )
 
 
-def _series(s: Series | None, horizon: Horizon, field: str, default: float) -> np.ndarray:
+def series_or(s: Series | None, horizon: Horizon, field: str, default: float) -> np.ndarray:
+    """``s`` per step, ``default`` where it is not given or its segments leave steps empty."""
     if s is None:
         return np.full(horizon.steps, default)
     values = s.resolve(horizon, field, default)
     return np.where(np.isnan(values), default, values)
+
+
+def storage_efficiency(
+    s: Series | None, horizon: Horizon, path: str, issues: list[FieldIssue]
+) -> np.ndarray:
+    """``storage-efficiency`` per step (1 where not given), checked to be in (0, 1]."""
+    keep = series_or(s, horizon, f"{path}.storage-efficiency", 1.0)
+    check(
+        issues,
+        bool(((keep > 0) & (keep <= 1)).all()),
+        f"{path}.storage-efficiency",
+        "must be a fraction in (0, 1]",
+    )
+    return keep
 
 
 def _sum_series(s: list[Series] | Series | None, horizon: Horizon, field: str) -> np.ndarray:
@@ -153,7 +162,7 @@ def _sum_series(s: list[Series] | Series | None, horizon: Horizon, field: str) -
     total = np.zeros(horizon.steps)
     for i, part in enumerate(parts):
         name = field if isinstance(s, Series) else f"{field}[{i}]"
-        total += _series(part, horizon, name, 0.0)
+        total += series_or(part, horizon, name, 0.0)
     return total
 
 
@@ -172,8 +181,10 @@ def _efficiencies(
     if rt is not None:
         check(issues, 0 < rt <= 1, f"{path}.roundtrip-efficiency", "must be in (0, 1]")
     default = math.sqrt(rt) if rt is not None and 0 < rt <= 1 else 1.0
-    eta_c = _series(spec.charging_efficiency, horizon, f"{path}.charging-efficiency", default)
-    eta_d = _series(spec.discharging_efficiency, horizon, f"{path}.discharging-efficiency", default)
+    eta_c = series_or(spec.charging_efficiency, horizon, f"{path}.charging-efficiency", default)
+    eta_d = series_or(
+        spec.discharging_efficiency, horizon, f"{path}.discharging-efficiency", default
+    )
     for name, arr in (("charging-efficiency", eta_c), ("discharging-efficiency", eta_d)):
         check(
             issues,
@@ -196,13 +207,13 @@ def _capacities(
             )
         )
         return np.zeros(horizon.steps), np.zeros(horizon.steps)
-    power = _series(spec.power_capacity, horizon, f"{path}.power-capacity", math.inf)
+    power = series_or(spec.power_capacity, horizon, f"{path}.power-capacity", math.inf)
     out = []
     for name, s in (
         ("consumption-capacity", spec.consumption_capacity),
         ("production-capacity", spec.production_capacity),
     ):
-        arr = np.minimum(_series(s, horizon, f"{path}.{name}", math.inf), power)
+        arr = np.minimum(series_or(s, horizon, f"{path}.{name}", math.inf), power)
         field = f"{path}.{name}" if s is not None else f"{path}.power-capacity"
         check(issues, bool((arr >= 0).all()), field, "must not be negative")
         out.append(np.maximum(arr, 0.0))
