@@ -8,6 +8,7 @@ job runs, handing every new iteration to ``on_progress``.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,9 @@ logger = logging.getLogger(__name__)
 def ensure_ray(address: str | None = None, **init_kwargs: Any) -> None:
     """Connect to Ray once per process (``address`` or ``RAY_ADDRESS``, else local)."""
     if not ray.is_initialized():
+        # Without an address Ray would join the newest cluster `ray start` left on this
+        # machine; only RAY_ADDRESS or an explicit address should do that.
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, **init_kwargs)
 
 

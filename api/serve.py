@@ -79,6 +79,7 @@ def run_forever(host: str, port: int, address: str | None) -> None:
         context = ray.init(address=address, logging_level=logging.WARNING)
     else:
         context = ray.init(
+            address="local",
             include_dashboard=True,
             dashboard_host="127.0.0.1",
             dashboard_port=8265,

@@ -104,7 +104,8 @@ def ray_session() -> Iterator[None]:
     """One local Ray for the whole session (2 CPUs, like this machine); most tests need none."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    # "local": never join a cluster another test (or a developer) started with `ray start`
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              logging_level="WARNING")
     yield
     ray.shutdown()
