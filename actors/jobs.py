@@ -18,9 +18,9 @@ from typing import Any
 import ray
 
 from actors.run import run_portfolio
-from vpp.jobs import execute_job
-from vpp.store import make_engine, session_factory, upgrade
-from vpp.store import repository as repo
+from store import make_engine, session_factory, upgrade
+from store import repository as repo
+from store.jobs import execute_job
 
 logger = logging.getLogger(__name__)
 

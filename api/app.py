@@ -14,8 +14,8 @@ from fastapi import FastAPI, Request, Response
 
 from api import problems
 from api.routes import accounts, charts, jobs, resources
-from vpp.jobs import PortfolioRunner, execute_job
-from vpp.store import make_engine, session_factory, upgrade
+from store import make_engine, session_factory, upgrade
+from store.jobs import PortfolioRunner, execute_job
 from vpp.telemetry import tracer
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ class Dispatcher(Protocol):
 
 class InlineDispatcher:
     """Runs queued jobs in a thread of this process (tests, no Ray): single-site jobs, and
-    portfolio jobs when given a ``portfolio_runner`` (see :func:`vpp.jobs.execute_job`)."""
+    portfolio jobs when given a ``portfolio_runner`` (see :func:`store.jobs.execute_job`)."""
 
     def __init__(self, sessions: Any, portfolio_runner: PortfolioRunner | None = None) -> None:
         self.sessions = sessions
@@ -39,7 +39,7 @@ class InlineDispatcher:
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self) -> None:
-        from vpp.store import repository as repo
+        from store import repository as repo
 
         with self._lock:
             while True:

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
-from vpp.store import repository as repo
+from store import repository as repo
 
 ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
 

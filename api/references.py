@@ -20,9 +20,9 @@ from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from api.deps import Caller
+from store import Sensor, Site
+from store import repository as repo
 from vpp.errors import RequestValidationError
-from vpp.store import Sensor, Site
-from vpp.store import repository as repo
 
 _DATETIME = TypeAdapter(datetime)
 _DURATION = TypeAdapter(timedelta)

@@ -67,8 +67,8 @@ def deploy(host: str = "127.0.0.1", port: int = 8000) -> None:
 
 def run_forever(host: str, port: int, address: str | None) -> None:
     """``vpp serve``: connect Ray, bootstrap the admin, deploy, wait for SIGTERM/SIGINT."""
-    from vpp.store import make_engine, session_factory, upgrade
-    from vpp.store import repository as repo
+    from store import make_engine, session_factory, upgrade
+    from store import repository as repo
 
     settings = get_settings()
     engine = make_engine(settings.database_url)

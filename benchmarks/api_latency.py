@@ -49,8 +49,8 @@ def start(port: int, directory: Path) -> str:
     import ray
 
     from api.serve import deploy
-    from vpp.store import make_engine, session_factory, upgrade
-    from vpp.store import repository as repo
+    from store import make_engine, session_factory, upgrade
+    from store import repository as repo
 
     url = f"sqlite:///{directory / 'bench.db'}"
     os.environ["VPP_DATABASE_URL"] = url

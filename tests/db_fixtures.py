@@ -23,8 +23,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from vpp.store import db as store_db
-from vpp.store.tables import Base
+from store import db as store_db
+from store.tables import Base
 
 POSTGRES_CANDIDATES = (
     "postgresql+psycopg2://postgres@127.0.0.1:5432/test",

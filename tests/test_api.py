@@ -66,9 +66,9 @@ def _deploy(database_url: str, port: int, data_dir: Path) -> None:
     from ray import serve
 
     from api.serve import deploy
+    from store import make_engine, session_factory, upgrade
+    from store import repository as repo
     from vpp.settings import get_settings
-    from vpp.store import make_engine, session_factory, upgrade
-    from vpp.store import repository as repo
 
     os.environ["VPP_DATABASE_URL"] = database_url
     os.environ["VPP_DATA_DIR"] = str(data_dir)

@@ -27,9 +27,9 @@ from api.routes.charts import (
     TOTAL_COLOUR,
     chart_spec,
 )
+from store import repository as repo
 from vpp.portfolio import CentralisedPortfolio
 from vpp.site import schedule
-from vpp.store import repository as repo
 
 CHROMIUM = Path("/usr/bin/chromium")
 PROBLEM = "application/problem+json"

@@ -1057,7 +1057,7 @@ def serve_app(database: str, dispatcher: Any = None) -> Iterator[LiveServer]:
     import uvicorn
 
     from api.app import create_app
-    from vpp.store import repository as repo
+    from store import repository as repo
 
     app = create_app(database, dispatcher)
     if dispatcher is not None:

@@ -1,4 +1,4 @@
-"""Tests of vpp.store (models, migrations, repository) and vpp.settings.
+"""Tests of store (models, migrations, repository) and vpp.settings.
 
 Every database test runs on SQLite (a temporary file) and on PostgreSQL (a fresh schema in the
 ``test`` database at 127.0.0.1:5432, dropped afterwards): the fixtures are in
@@ -36,10 +36,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from vpp.settings import get_settings
-from vpp.store import db as store_db
-from vpp.store import repository as repo
-from vpp.store.tables import (
+from store import db as store_db
+from store import repository as repo
+from store.tables import (
     Account,
     Base,
     Device,
@@ -49,6 +48,7 @@ from vpp.store.tables import (
     Site,
     TimedValue,
 )
+from vpp.settings import get_settings
 
 pytest_plugins = ["db_fixtures"]  # db_url, fresh_db_url, engine, sessions
 

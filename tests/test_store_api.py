@@ -32,9 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from vpp.store import db as store_db
-from vpp.store import repository as repo
-from vpp.store.tables import (
+from store import db as store_db
+from store import repository as repo
+from store.tables import (
     Account,
     ApiToken,
     Base,

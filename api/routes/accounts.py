@@ -16,9 +16,9 @@ from fastapi import APIRouter, HTTPException, Response
 from pydantic import Field
 
 from api.deps import AdminDep, Caller, CallerDep, SessionDep
+from store import Account, ApiToken, User
+from store import repository as repo
 from vpp.device import Spec
-from vpp.store import Account, ApiToken, User
-from vpp.store import repository as repo
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 

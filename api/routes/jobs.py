@@ -10,11 +10,11 @@ from pydantic import BaseModel
 
 from api.deps import CallerDep, OperatorDep, SessionDep
 from api.references import expand_sensors, expand_site, visible_site
+from store import Portfolio, SchedulingJob
+from store import repository as repo
 from vpp.errors import RequestValidationError
 from vpp.portfolio import validate_portfolio
 from vpp.site import validate_site_request
-from vpp.store import Portfolio, SchedulingJob
-from vpp.store import repository as repo
 
 router = APIRouter(prefix="/api/v1", tags=["scheduling jobs"])
 

@@ -15,11 +15,11 @@ from pydantic import ValidationError as PydanticValidationError
 
 from api.deps import Caller, CallerDep, OperatorDep, SessionDep
 from api.references import resample, visible_sensor, visible_site
+from store import Account, Portfolio, Sensor, Site
+from store import repository as repo
 from vpp.device import Spec
 from vpp.errors import FieldIssue, RequestValidationError
 from vpp.request import FlexContext, FlexModel, issues_from_pydantic, validate
-from vpp.store import Account, Portfolio, Sensor, Site
-from vpp.store import repository as repo
 from vpp.timeseries import iso_duration
 
 router = APIRouter(prefix="/api/v1", tags=["sites, portfolios and time series"])

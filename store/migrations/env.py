@@ -1,6 +1,6 @@
 """Alembic environment for vpp's schema.
 
-Run programmatically through :func:`vpp.store.db.upgrade`, which passes an open connection in
+Run programmatically through :func:`store.db.upgrade`, which passes an open connection in
 ``config.attributes["connection"]``. Without one, this connects to ``sqlalchemy.url`` from the
 Alembic config if set, else to ``get_settings().database_url``. Offline (``--sql``) mode
 renders the migration SQL for ``sqlalchemy.url``.
@@ -11,9 +11,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+from store.db import make_engine
+from store.tables import Base
 from vpp.settings import get_settings
-from vpp.store.db import make_engine
-from vpp.store.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -3,7 +3,7 @@
 Every datetime column is timezone-aware and stored as UTC (:class:`UTCDateTime`); JSON columns
 are ``JSON`` on SQLite and ``JSONB`` on PostgreSQL. Enumerations are short strings guarded by
 named CHECK constraints. The schema itself is created by the Alembic migrations in
-``vpp/store/migrations``, which must stay in step with this module (a test compares them).
+``store/migrations``, which must stay in step with this module (a test compares them).
 """
 
 from __future__ import annotations
@@ -286,7 +286,7 @@ class SchedulingJob(Base):
     """A scheduling request and its lifecycle: queued → running → finished/failed/cancelled.
 
     A job left ``running`` by a runner that died goes back to ``queued`` (or ``failed`` after
-    too many ``attempts``): see :func:`vpp.store.repository.requeue_unfinished`.
+    too many ``attempts``): see :func:`store.repository.requeue_unfinished`.
     """
 
     __tablename__ = "scheduling_jobs"

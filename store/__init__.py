@@ -2,8 +2,8 @@
 
 This package imports nothing from vpp except :mod:`vpp.settings`::
 
-    from vpp.store import make_engine, session_factory, upgrade
-    from vpp.store import repository as repo
+    from store import make_engine, session_factory, upgrade
+    from store import repository as repo
 
     engine = make_engine()        # VPP_DATABASE_URL or sqlite:///<VPP_DATA_DIR>/vpp.db
     upgrade(engine)               # Alembic migrations to head
@@ -11,8 +11,8 @@ This package imports nothing from vpp except :mod:`vpp.settings`::
         job = repo.create_job(session, "storage", {"site": "demo"})
 """
 
-from vpp.store.db import alembic_config, downgrade, make_engine, session_factory, upgrade
-from vpp.store.tables import (
+from store.db import alembic_config, downgrade, make_engine, session_factory, upgrade
+from store.tables import (
     Account,
     ApiToken,
     Base,

@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from store import Site
+from store import repository as repo
 from vpp.errors import VppError
 from vpp.site import SiteProblem, SiteSchedule
-from vpp.store import Site
-from vpp.store import repository as repo
 
 logger = logging.getLogger(__name__)
 

@@ -225,11 +225,11 @@ def _summary(result: dict[str, Any]) -> None:
 def _demo(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from store import make_engine, session_factory, upgrade
+    from store.jobs import run_site_job
     from vpp.chart import plot_schedule
     from vpp.demo import baseline, demo_request
-    from vpp.jobs import run_site_job
     from vpp.settings import get_settings
-    from vpp.store import make_engine, session_factory, upgrade
 
     settings = get_settings()
     engine = make_engine(settings.database_url)

@@ -24,7 +24,7 @@ import pandas as pd
 from sqlalchemy import CursorResult, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from vpp.store.tables import (
+from store.tables import (
     ACCOUNT_KINDS,
     DEVICE_TYPES,
     JOB_KINDS,

@@ -4,7 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2025-01-01 00:00:00+00:00
 
-Hand-written; it must match ``vpp.store.tables`` (``tests/test_store.py`` checks that an
+Hand-written; it must match ``store.tables`` (``tests/test_store.py`` checks that an
 autogenerate comparison after upgrading is empty on SQLite and PostgreSQL). It deliberately
 does not import vpp code, so it keeps working when the models change later. Names are wrapped
 in ``op.f()`` so the metadata's naming convention is not applied to them a second time.
