@@ -310,6 +310,8 @@ class SchedulingJob(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(json_type(none_as_null=True))
     error: Mapped[dict[str, Any] | None] = mapped_column(json_type(none_as_null=True))
     progress: Mapped[dict[str, Any] | None] = mapped_column(json_type(none_as_null=True))
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(json_type(none_as_null=True))
+    """The W3C trace context (``traceparent``) of the request that queued the job."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
