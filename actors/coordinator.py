@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from actors import metrics
 from actors.pool import PoolOptions, RayPool
 from vpp.admm import AdmmSettings, AdmmState, Progress, initial_rho, solve_portfolio_admm
 from vpp.portfolio import PortfolioRequest, resolve_target, validate_portfolio
-from vpp.telemetry import tracer
+from vpp.telemetry import span_from
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +46,11 @@ class Coordinator:
         pool_options: dict[str, Any] | None = None,
         shard_class: Any = None,
         warm_start: bool = True,
+        trace_context: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Schedule the portfolio; the result JSON (see README)."""
-        with tracer(__name__).start_as_current_span("portfolio.job") as span:
-            span.set_attribute("vpp.job", job_id)
+        """Schedule the portfolio; the result JSON (see README). Span ``portfolio.job`` is a
+        child of ``trace_context`` (:func:`vpp.telemetry.inject` of the caller)."""
+        with span_from(trace_context, "portfolio.job", job=job_id):
             portfolio = validate_portfolio(request)  # field errors here, not in the actors
             target = resolve_target(portfolio)
             self._set(job_id, status="running", iteration=0, history=[])
@@ -61,6 +63,8 @@ class Coordinator:
                 self._set(job_id, warm=state is not None)
             pool = RayPool([s.id for s in portfolio.sites], requests, options, **kwargs)
             try:
+                # where the shards run (operators and the multi-node test read it)
+                self._set(job_id, shard_nodes=pool.node_ids())
                 result = solve_portfolio_admm(
                     portfolio,
                     pool,
@@ -87,7 +91,8 @@ class Coordinator:
             return body
 
     def progress(self, job_id: str) -> dict[str, Any]:
-        """Status, iteration and the residual history so far."""
+        """Status, iteration, the residual history so far and ``shard_nodes`` (the Ray node id
+        of each site shard, once they are up)."""
         with self._lock:
             entry = self._progress.get(job_id, {"status": "unknown"})
             return {**entry, "history": list(entry.get("history", []))}
@@ -98,6 +103,7 @@ class Coordinator:
             self._progress.setdefault(job_id, {}).update(fields)
 
     def _record(self, job_id: str, progress: Progress) -> None:
+        metrics.admm_iteration(progress.primal_residual, progress.dual_residual)
         with self._lock:
             entry = self._progress.setdefault(job_id, {"history": []})
             entry["iteration"] = progress.iteration

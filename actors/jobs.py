@@ -5,6 +5,9 @@ Nothing is lost on a crash: a job is only ever ``queued`` (in the database) or c
 runner. When a runner starts (also after Ray restarted it), jobs still marked ``running``
 belonged to a runner that died: they are queued again, or failed after three attempts; a
 requeued portfolio job resumes from its coordinator checkpoint.
+
+The runner reports the metrics of :mod:`actors.metrics` about jobs: the queued and running
+counts of its database, and each job's outcome and duration.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 import ray
 
+from actors import metrics
 from actors.run import run_portfolio
 from store import make_engine, session_factory, upgrade
 from store import repository as repo
@@ -26,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 RUNNER_NAME = "vpp-job-runner"
 NAMESPACE = "vpp"
+COUNT_SECONDS = 2.0  # how often the runner reports the queued and running jobs
 
 
 class JobRunner:
@@ -46,6 +52,7 @@ class JobRunner:
             threading.Thread(target=self._loop, name=f"job-worker-{i}", daemon=True)
             for i in range(workers)
         ]
+        self._threads.append(threading.Thread(target=self._count, name="job-counts", daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -65,15 +72,30 @@ class JobRunner:
             try:
                 with self.sessions.begin() as session:
                     job = repo.claim_next_job(session)
-                    job_id = job.id if job is not None else None
+                    job_id, kind = (job.id, job.kind) if job is not None else (None, "")
             except Exception:  # the database is down: wait and retry, never die
                 logger.exception("could not claim a job")
-                job_id = None
+                job_id, kind = None, ""
             if job_id is None:
                 self._wake.wait(timeout=1.0)
                 self._wake.clear()
                 continue
-            execute_job(self.sessions, job_id, self._portfolio)
+            started = time.monotonic()
+            status = execute_job(self.sessions, job_id, self._portfolio)
+            if status in metrics.JOB_STATUSES:  # not when another runner took the job back
+                metrics.job_finished(kind, status, time.monotonic() - started)
+
+    def _count(self) -> None:
+        """Report the database's queued and running jobs (metric ``vpp_jobs``) until stopped."""
+        while True:
+            try:
+                with self.sessions.begin() as session:
+                    counts = repo.count_jobs(session, ("queued", "running"))
+                metrics.set_job_counts(counts["queued"], counts["running"])
+            except Exception:  # the database is down: report again later
+                logger.warning("could not count jobs", exc_info=True)
+            if self._stop.wait(COUNT_SECONDS):
+                return
 
     def _portfolio(self, request: dict[str, Any], job_id: str, on_progress: Any) -> dict[str, Any]:
         from actors.run import start_coordinator

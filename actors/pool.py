@@ -7,8 +7,18 @@ then waits once (``ray.wait`` with a deadline) for all of them:
 
 * a shard that misses the deadline is *degraded* for that call: its sites keep their last
   power (x-update) or their own schedule (final step) and are named in the result;
-* a shard whose actor died is degraded likewise; Ray restarts it (``max_restarts``) and the
-  restarted actor rebuilds its sites from their requests, so the next call reaches it again.
+* a shard whose actor died (its process, or its node) is degraded likewise in an x-update
+  (the iterations do not stall on it); Ray restarts it (``max_restarts``, on any live node:
+  shards need no custom resource unless ``resources`` says so) and the restarted actor
+  rebuilds its sites from their requests, so a later call reaches it again. The calls the
+  result depends on (first solve, power ranges, final step) call a dead shard again until
+  their deadline, so its sites are re-run rather than left at their first schedule; after
+  ``restart_grace`` seconds down a shard is no longer waited for (one attempt per call).
+
+Shards are spread over the cluster's nodes (``SPREAD``). Their constructor arguments are
+put in the object store by the pool, which holds the references for the pool's lifetime: Ray
+re-reads them to restart an actor, and would otherwise have released them after the first
+start (ray-project/ray#53727), so a restart after a node loss would fail.
 
 The coordinator therefore never waits longer than the deadline for any call.
 """
@@ -24,12 +34,13 @@ from typing import Any
 
 import numpy as np
 import ray
-from ray.exceptions import GetTimeoutError, RayError
+from ray.exceptions import GetTimeoutError, RayActorError, RayError
 
 from actors.site import SiteShard
 from vpp.errors import VppError
 from vpp.request import ScheduleRequest
 from vpp.site import SiteSchedule
+from vpp.telemetry import inject
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +53,12 @@ class PoolOptions:
     first_deadline: float = 600.0  # the first call builds every model
     max_restarts: int = 2
     resources: dict[str, float] | None = None  # custom resources each shard asks for
+    # how long a failed shard is waited for (called again within each call's deadline):
+    # node-death detection (~15 s) plus a restart that rebuilds the models
+    restart_grace: float = 120.0
+
+
+RETRY_PAUSE = 0.5  # seconds between calls to a shard that is down
 
 
 class RayPool:
@@ -56,14 +73,23 @@ class RayPool:
         self.options = options or PoolOptions()
         self.groups = _groups(len(ids), self.options)
         remote_class: Any = ray.remote(shard_class)  # Ray's stubs do not type actor classes
+        # held for the pool's lifetime: a restarted actor is built from them again
+        self._args = [
+            (ray.put([ids[i] for i in group]), ray.put([requests[i] for i in group]))
+            for group in self.groups
+        ]
+        self._down_since: dict[int, float] = {}  # shard -> when it first failed
         self.actors: list[Any] = [
             remote_class.options(
                 max_restarts=self.options.max_restarts,
                 max_task_retries=0,
                 num_cpus=0,  # shards share the CPUs; Ray must not serialise them by CPU count
                 resources=self.options.resources or {},
-            ).remote([ids[i] for i in group], [requests[i] for i in group])
-            for group in self.groups
+                # over the nodes of a cluster (zero-CPU actors would all pack onto the
+                # coordinator's node); a restart after a node loss lands on a live one
+                scheduling_strategy="SPREAD",
+            ).remote(*args)
+            for args in self._args
         ]
         self.steps = requests[0].horizon.steps if requests else 0
         self.x = np.zeros((len(ids), self.steps))
@@ -72,7 +98,7 @@ class RayPool:
 
     # -- protocol --------------------------------------------------------------------
     def solve_alone(self) -> tuple[np.ndarray, np.ndarray]:
-        results, missing = self._call("solve_alone", self.options.first_deadline)
+        results, missing = self._call("solve_alone", self.options.first_deadline, wait=True)
         if missing:
             raise VppError(
                 f"sites {self._ids_of(missing)[:10]} did not build or solve within "
@@ -96,7 +122,7 @@ class RayPool:
         self, lower: np.ndarray, upper: np.ndarray
     ) -> tuple[list[SiteSchedule | None], list[str]]:
         bounds = ray.put(lower), ray.put(upper)
-        results, missing = self._call("solve_within", self.options.deadline, *bounds)
+        results, missing = self._call("solve_within", self.options.deadline, *bounds, wait=True)
         out: list[SiteSchedule | None] = list(self.fallback)
         for group, result in zip(self.groups, results, strict=True):
             if result is not None:
@@ -105,7 +131,7 @@ class RayPool:
         return out, self._ids_of(missing)
 
     def power_ranges(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        results, missing = self._call("power_ranges", self.options.first_deadline)
+        results, missing = self._call("power_ranges", self.options.first_deadline, wait=True)
         if missing:
             raise VppError(f"sites {self._ids_of(missing)[:10]} did not answer")
         out: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0), np.zeros(0))] * len(self.site_ids)
@@ -115,55 +141,84 @@ class RayPool:
         return out
 
     def node_ids(self) -> list[str]:
-        """The Ray node each shard runs on (for placement checks)."""
-        return [str(n) for n in ray.get([a.node_id.remote() for a in self.actors])]
+        """The Ray node each shard runs on, ``""`` for a shard that did not answer within
+        ``first_deadline`` (its constructor builds the models) or died."""
+        refs = [a.node_id.remote() for a in self.actors]
+        ready = set(ray.wait(refs, num_returns=len(refs), timeout=self.options.first_deadline)[0])
+        out = []
+        for ref in refs:
+            try:
+                out.append(str(ray.get(ref, timeout=1.0)) if ref in ready else "")
+            except (RayError, GetTimeoutError):
+                out.append("")
+        return out
 
     def shutdown(self) -> None:
         for actor in self.actors:
             ray.kill(actor)
 
     # -- internals -------------------------------------------------------------------
-    def _call(self, method: str, deadline: float, *args: Any) -> tuple[list[Any], list[int]]:
-        """Call ``method`` on every shard (``rows`` appended), wait once; results in shard
-        order (``None`` where missing) and the indices of the missing shards."""
-        refs = [
-            getattr(actor, method).remote(*args, group) if args else getattr(actor, method).remote()
-            for actor, group in zip(self.actors, self.groups, strict=True)
-        ]
+    def _call(
+        self, method: str, deadline: float, *args: Any, wait: bool = False
+    ) -> tuple[list[Any], list[int]]:
+        """Call ``method`` on every shard (``rows`` appended) and gather the answers until
+        ``deadline``; results in shard order (``None`` where missing) and the indices of the
+        missing shards. With ``wait``, a shard whose actor is down is called again (see the
+        module docstring). Through :meth:`SiteShard.call`, so the shards' spans are children of the
+        current span."""
+        carrier = inject()
+
+        def submit(k: int) -> Any:
+            extra = (*args, self.groups[k]) if args else ()
+            return (
+                self.actors[k]
+                .call.options(name=f"SiteShard.{method}")
+                .remote(method, carrier, *extra)
+            )
+
         started = time.monotonic()
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=deadline)
-        ready_set = set(ready)
-        results: list[Any] = [None] * len(refs)
-        missing = [k for k, ref in enumerate(refs) if ref not in ready_set]
-        done = [k for k, ref in enumerate(refs) if ref in ready_set]
-        try:
-            values = ray.get([refs[k] for k in done], timeout=max(1.0, deadline))
-            for k, value in zip(done, values, strict=True):
-                results[k] = value
-        except (RayError, GetTimeoutError):
-            missing += self._get_each(refs, done, results)
+        end = started + deadline
+        pending = {submit(k): k for k in range(len(self.actors))}  # launch all, then gather
+        results: list[Any] = [None] * len(self.actors)
+        failed: set[int] = set()
+        while pending and (left := end - time.monotonic()) > 0:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=left)
+            for ref in ready:
+                k = pending.pop(ref)
+                try:
+                    results[k] = ray.get(ref, timeout=max(1.0, left))
+                    self._down_since.pop(k, None)
+                except RayActorError as err:
+                    again = self._worth_waiting(k, err) and wait  # notes when it went down
+                    if again and end - time.monotonic() > RETRY_PAUSE:
+                        time.sleep(RETRY_PAUSE)
+                        pending[submit(k)] = k
+                    else:
+                        logger.warning("shard %d failed: %s", k, type(err).__name__)
+                        failed.add(k)
+                except (RayError, GetTimeoutError) as err:
+                    logger.warning("shard %d failed: %s", k, type(err).__name__)
+                    failed.add(k)
+        missing = sorted(failed | set(pending.values()))
         if missing:
             logger.warning(
                 "%s: %d of %d shards missed the %.0f s deadline or failed (waited %.1f s)",
                 method,
                 len(missing),
-                len(refs),
+                len(self.actors),
                 deadline,
                 time.monotonic() - started,
             )
-        return results, sorted(missing)
+        return results, missing
 
-    @staticmethod
-    def _get_each(refs: list[Any], done: list[int], results: list[Any]) -> list[int]:
-        """After a failed batch get: collect the ready ones that did succeed."""
-        failed = []
-        for k in done:
-            try:
-                results[k] = ray.get(refs[k], timeout=1.0)
-            except (RayError, GetTimeoutError) as err:
-                logger.warning("shard %d failed: %s", k, type(err).__name__)
-                failed.append(k)
-        return failed
+    def _worth_waiting(self, k: int, err: RayActorError) -> bool:
+        """Whether shard ``k`` may come back: Ray can still restart it and it has been down
+        for less than ``restart_grace``."""
+        now = time.monotonic()
+        since = self._down_since.setdefault(k, now)
+        if getattr(err, "actor_init_failed", False):  # its restart failed: it stays dead
+            return False
+        return now - since < self.options.restart_grace
 
     def _ids_of(self, shards: list[int]) -> list[str]:
         return [self.site_ids[i] for k in shards for i in self.groups[k]]

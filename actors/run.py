@@ -14,12 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 import ray
-from ray.exceptions import RayTaskError
+from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.coordinator import Coordinator
 from vpp.errors import VppError
 from vpp.portfolio import validate_portfolio
 from vpp.settings import get_settings
+from vpp.telemetry import inject
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +36,15 @@ def ensure_ray(address: str | None = None, **init_kwargs: Any) -> None:
 
 
 def start_coordinator(checkpoint_dir: str | None = None) -> Any:
+    """A coordinator on the caller's node (the head, for a driver there; it needs no CPU,
+    so Ray would put it on any node): losing a worker node must not take the job's
+    coordinator with it. ``soft``: if that node is gone, Ray restarts it elsewhere."""
     remote: Any = ray.remote(Coordinator)
     directory = checkpoint_dir or str(get_settings().data_dir / "checkpoints")
-    return remote.options(max_restarts=1, max_task_retries=1, max_concurrency=4, num_cpus=0).remote(
-        directory
-    )
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    return remote.options(
+        max_restarts=1, max_task_retries=1, max_concurrency=4, num_cpus=0, scheduling_strategy=here
+    ).remote(directory)
 
 
 def run_portfolio(
@@ -59,16 +65,16 @@ def run_portfolio(
     job_id = job_id or uuid.uuid4().hex
     owned = coordinator is None
     coordinator = coordinator or start_coordinator()
-    ref = coordinator.run.remote(job_id, request, settings, pool_options, shard_class)
-    seen = 0
+    # the coordinator's spans continue the caller's current span (a job's, in the runner)
+    ref = coordinator.run.remote(
+        job_id, request, settings, pool_options, shard_class, trace_context=inject()
+    )
+    seen = 0  # the last iteration handed to on_progress
     try:
         while True:
             ready, _ = ray.wait([ref], timeout=poll_seconds)
             if on_progress is not None:
-                history = ray.get(coordinator.progress.remote(job_id)).get("history", [])
-                for entry in history[seen:]:
-                    on_progress(entry)
-                seen = len(history)
+                seen = _report(coordinator, job_id, seen, on_progress)
             if ready:
                 try:
                     return dict(ray.get(ref))
@@ -76,6 +82,26 @@ def run_portfolio(
                     if isinstance(err.cause, VppError):
                         raise err.cause from None
                     raise
+                except RayActorError as err:  # died beyond its restarts (e.g. its node)
+                    raise VppError(f"job {job_id}: the coordinator died: {err}") from None
     finally:
         if owned:
             ray.kill(coordinator)
+
+
+def _report(
+    coordinator: Any, job_id: str, seen: int, on_progress: Callable[[dict[str, Any]], None]
+) -> int:
+    """Hand iterations after ``seen`` to ``on_progress``; the last one handed. A coordinator
+    that is restarting (its node died; the retried run resumes from its checkpoint) is
+    skipped this poll: the job's own result says how it ended."""
+    try:
+        history = ray.get(coordinator.progress.remote(job_id), timeout=10.0).get("history", [])
+    except (RayError, GetTimeoutError) as err:
+        logger.warning("job %s: no progress from the coordinator: %s", job_id, type(err).__name__)
+        return seen
+    for entry in history:
+        if int(entry["iteration"]) > seen:
+            on_progress(entry)
+            seen = int(entry["iteration"])
+    return seen

@@ -10,19 +10,32 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
+from actors import metrics
 from vpp.errors import InfeasibleError
 from vpp.request import ScheduleRequest
 from vpp.site import SiteProblem, SiteSchedule
-from vpp.telemetry import tracer
+from vpp.telemetry import span_from, tracer
 
 logger = logging.getLogger(__name__)
 
 
+CALLS = frozenset({"solve_alone", "x_update", "solve_within", "power_ranges"})
+"""The methods :meth:`SiteShard.call` runs."""
+
+
 class SiteShard:
-    """One or more sites. Methods take and return arrays with one row per site."""
+    """One or more sites. Methods take and return arrays with one row per site.
+
+    Each site solve is span ``site.solve`` (attribute ``vpp.site``) and an observation of
+    metric ``vpp_site_solve_seconds`` (tag ``method``).
+    """
 
     def __init__(self, ids: list[str], requests: list[ScheduleRequest]) -> None:
         self.ids = ids
@@ -30,10 +43,19 @@ class SiteShard:
         self._spans = tracer(__name__)
         logger.info("shard of %d sites ready in pid %d", len(ids), os.getpid())
 
+    def call(self, method: str, trace_context: dict[str, str] | None, *args: Any) -> Any:
+        """``method(*args)`` within span ``shard.<method>``, a child of ``trace_context`` (the
+        caller's span in another process): how :class:`actors.pool.RayPool` calls shards, so
+        subclasses override the methods themselves."""
+        if method not in CALLS:
+            raise ValueError(f"a shard has no call {method!r}; one of {sorted(CALLS)}")
+        with span_from(trace_context, f"shard.{method}", sites=len(self.ids)):
+            return getattr(self, method)(*args)
+
     def solve_alone(self) -> tuple[np.ndarray, np.ndarray, list[SiteSchedule]]:
         schedules = []
         for site_id, site in zip(self.ids, self.sites, strict=True):
-            with self._spans.start_as_current_span("site.solve") as span:
+            with self._spans.start_as_current_span("site.solve") as span, _timed("solve_alone"):
                 span.set_attribute("vpp.site", site_id)
                 schedules.append(site.solve())
         return (
@@ -48,7 +70,7 @@ class SiteShard:
         """Prox step of every site toward its row of ``targets`` (the portfolio's array)."""
         x, costs = [], []
         for site_id, site, row in zip(self.ids, self.sites, rows, strict=True):
-            with self._spans.start_as_current_span("site.solve") as span:
+            with self._spans.start_as_current_span("site.solve") as span, _timed("x_update"):
                 span.set_attribute("vpp.site", site_id)
                 x.append(site.prox(rho, targets[row]))
                 costs.append(site.schedule_of_last().cost)
@@ -59,7 +81,7 @@ class SiteShard:
     ) -> list[SiteSchedule | None]:
         out: list[SiteSchedule | None] = []
         for site_id, site, row in zip(self.ids, self.sites, rows, strict=True):
-            with self._spans.start_as_current_span("site.solve") as span:
+            with self._spans.start_as_current_span("site.solve") as span, _timed("solve_within"):
                 span.set_attribute("vpp.site", site_id)
                 try:
                     out.append(site.solve_within(lower[row], upper[row]))
@@ -74,3 +96,13 @@ class SiteShard:
         import ray
 
         return str(ray.get_runtime_context().get_node_id())
+
+
+@contextmanager
+def _timed(method: str) -> Iterator[None]:
+    """Observe the block's wall time in ``vpp_site_solve_seconds{method}``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        metrics.site_solve(method, time.perf_counter() - started)

@@ -11,12 +11,15 @@ import threading
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request, Response
+from opentelemetry import trace
 
 from api import problems
-from api.routes import accounts, charts, jobs, resources
+from api.routes import accounts, charts, health, jobs, resources
+from api.routes import gopacs as gopacs_routes
+from api.routes import uftp as uftp_routes
 from store import make_engine, session_factory, upgrade
 from store.jobs import PortfolioRunner, execute_job
-from vpp.telemetry import tracer
+from vpp.telemetry import span_from
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +27,10 @@ logger = logging.getLogger(__name__)
 class Dispatcher(Protocol):
     def kick(self) -> None:
         """A job was queued."""
+
+    def readiness(self) -> dict[str, str]:
+        """The ``ray`` and ``runner`` checks of ``/api/v1/ready``: ``ok``, ``not used`` or
+        ``failed: <why>`` each."""
 
 
 class InlineDispatcher:
@@ -37,6 +44,10 @@ class InlineDispatcher:
 
     def kick(self) -> None:
         threading.Thread(target=self._drain, daemon=True).start()
+
+    def readiness(self) -> dict[str, str]:
+        # jobs run in threads of this process: no Ray, and the runner lives while we answer
+        return {"ray": "not used", "runner": "ok"}
 
     def _drain(self) -> None:
         from store import repository as repo
@@ -63,22 +74,24 @@ def create_app(database_url: str, dispatcher: Dispatcher | None = None) -> FastA
     app.state.sessions = session_factory(engine)
     app.state.dispatcher = dispatcher or InlineDispatcher(app.state.sessions)
     problems.install(app)
+    app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(resources.router)
     app.include_router(accounts.router)
     app.include_router(charts.router)
-    spans = tracer(__name__)
+    app.include_router(gopacs_routes.router)
+    uftp_routes.install(app)  # the UFTP endpoint, its admin API and its worker thread
 
     @app.middleware("http")
     async def trace_requests(request: Request, call_next: Any) -> Response:
-        with spans.start_as_current_span(f"{request.method} {request.url.path}") as span:
+        """The request's span: FastAPI's own (recent FastAPI makes a server span, from the
+        caller's W3C ``traceparent`` header), else one made here the same way."""
+        if trace.get_current_span().is_recording():
             response: Response = await call_next(request)
+            return response
+        with span_from(request.headers, f"{request.method} {request.url.path}") as span:
+            response = await call_next(request)
             span.set_attribute("http.status_code", response.status_code)
             return response
-
-    @app.get("/api/v1/health", tags=["operations"])
-    def health() -> dict[str, str]:
-        """Liveness: the API answers."""
-        return {"status": "ok"}
 
     return app

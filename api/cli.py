@@ -5,6 +5,8 @@
 ``vpp portfolio PORTFOLIO.json [--centralised] [--compare] [-o RESULT.json]``
     schedule a portfolio toward its target: ADMM over site actors on Ray (a local Ray, or
     the cluster at ``--address`` / ``RAY_ADDRESS``), or as one HiGHS model (``--centralised``).
+``vpp uftp keygen``
+    print a new UFTP signing key pair (``VPP_UFTP_SIGNING_KEY`` and the public key).
 ``vpp demo [--chart PATH] [--sites N]``
     schedule the bundled example home, store it (SQLite by default, ``VPP_DATABASE_URL``
     otherwise), print a summary against the unscheduled baseline and write a chart; then
@@ -88,7 +90,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="also write the home's result JSON here")
     p.add_argument("--sites", type=int, default=50, help="homes in the portfolio demo")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("uftp", help="UFTP (ShapeShifter) tools")
+    uftp = p.add_subparsers(required=True, metavar="TOOL")
+    k = uftp.add_parser("keygen", help="print a new Ed25519 signing key pair (base64)")
+    k.set_defaults(func=_uftp_keygen)
     return parser
+
+
+def _uftp_keygen(args: argparse.Namespace) -> int:
+    """The key pair in shapeshifter-uftp's form: base64 of NaCl's 64-byte secret key (set it
+    as VPP_UFTP_SIGNING_KEY) and of the 32-byte public key (give it to the peers)."""
+    from base64 import b64encode
+
+    from nacl.bindings import crypto_sign_keypair
+
+    public, private = crypto_sign_keypair()
+    print(f"VPP_UFTP_SIGNING_KEY={b64encode(private).decode()}")
+    print(f"public-key: {b64encode(public).decode()}")
+    return 0
 
 
 def _read_json(source: str) -> Any:

@@ -16,6 +16,8 @@ from typing import Any
 import ray
 from fastapi import FastAPI
 from ray import serve
+from ray.exceptions import GetTimeoutError, RayError
+from ray.serve import Application
 
 from actors.jobs import get_runner
 from api.app import create_app
@@ -27,8 +29,17 @@ PASSED_ENV = (
     "VPP_DATABASE_URL",
     "VPP_DATA_DIR",
     "VPP_OTEL_EXPORTER",
+    "VPP_OTEL_FILE",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "VPP_UFTP_DOMAIN",
+    "VPP_UFTP_SIGNING_KEY",
+    "VPP_UFTP_MARGIN",
+    "VPP_UFTP_OFFER_VALIDITY",
+    "VPP_UFTP_RETRY_MAX",
 )
+"""Environment ``vpp serve`` passes to the replicas (the Serve config files set the same)."""
+
+RUNNER_PING_TIMEOUT_S = 2.0
 
 
 class RayDispatcher:
@@ -37,6 +48,21 @@ class RayDispatcher:
 
     def kick(self) -> None:
         self.runner.kick.remote()
+
+    def readiness(self) -> dict[str, str]:
+        """``ray``: this process is connected; ``runner``: the job runner actor answers
+        ``ping`` within :data:`RUNNER_PING_TIMEOUT_S` (it restarts itself after a crash, so
+        a failure here lasts as long as the restart, or names a runner that is gone)."""
+        if not ray.is_initialized():
+            return {"ray": "failed: not connected", "runner": "failed: Ray not connected"}
+        try:
+            ray.get(self.runner.ping.remote(), timeout=RUNNER_PING_TIMEOUT_S)
+        except GetTimeoutError:
+            return {"ray": "ok", "runner": f"failed: no answer within {RUNNER_PING_TIMEOUT_S:g} s"}
+        except RayError as exc:
+            logger.warning("readiness: the job runner did not answer: %s", exc)
+            return {"ray": "ok", "runner": f"failed: {type(exc).__name__}"}
+        return {"ray": "ok", "runner": "ok"}
 
 
 def build_asgi_app() -> FastAPI:
@@ -50,6 +76,33 @@ def build_asgi_app() -> FastAPI:
 @serve.ingress(build_asgi_app)
 class VppApi:
     """The REST API (all routes come from :func:`api.app.create_app`)."""
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """The application for Serve config files (``import_path: api.serve:build_app``, see
+    deploy/serve.yaml): migrates the database and, with ``VPP_ADMIN_TOKEN`` set, makes sure
+    the admin holds that token (what ``vpp serve`` does before it deploys). Runs where Serve
+    builds the application, with the config's ``runtime_env``; takes no ``args``.
+
+    Migrating here, once per deploy, keeps replicas that start together from racing to run
+    the same migration.
+    """
+    if args:
+        raise ValueError(f"build_app takes no args; got {sorted(args)}")
+    from store import make_engine, session_factory, upgrade
+    from store import repository as repo
+
+    engine = make_engine(get_settings().database_url)
+    try:
+        upgrade(engine)
+        token = os.environ.get("VPP_ADMIN_TOKEN") or None
+        if token is not None:
+            with session_factory(engine).begin() as session:
+                repo.ensure_admin(session, token=token)
+    finally:
+        engine.dispose()
+    app: Application = VppApi.bind()  # type: ignore[attr-defined]
+    return app
 
 
 def deploy(host: str = "127.0.0.1", port: int = 8000) -> None:

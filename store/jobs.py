@@ -19,6 +19,7 @@ from store import Site
 from store import repository as repo
 from vpp.errors import VppError
 from vpp.site import SiteProblem, SiteSchedule
+from vpp.telemetry import span_from
 
 logger = logging.getLogger(__name__)
 
@@ -110,11 +111,26 @@ def execute_job(
 ) -> str:
     """Run a claimed (``running``) job and store its outcome; returns the final status.
 
-    A job cancelled meanwhile keeps its ``cancelled`` status: its result is dropped.
+    A job cancelled meanwhile keeps its ``cancelled`` status: its result is dropped. The run is
+    span ``scheduling.job``, in the trace of the request that queued the job (its stored
+    ``trace_context``); a portfolio runner continues it from the current span.
     """
     with sessions.begin() as session:
         job = repo.get_job(session, job_id)
-        kind, request = job.kind, dict(job.request)
+        kind, request, carrier = job.kind, dict(job.request), job.trace_context
+    with span_from(carrier, "scheduling.job", job=job_id, kind=kind) as span:
+        status = _execute(sessions, job_id, kind, request, portfolio_runner)
+        span.set_attribute("vpp.status", status)
+    return status
+
+
+def _execute(
+    sessions: sessionmaker[Session],
+    job_id: str,
+    kind: str,
+    request: dict[str, Any],
+    portfolio_runner: PortfolioRunner | None,
+) -> str:
     try:
         if kind == "portfolio":
             if portfolio_runner is None:

@@ -526,8 +526,11 @@ def create_job(
     request: Mapping[str, Any],
     account: Account | None = None,
     portfolio: Portfolio | None = None,
+    trace_context: Mapping[str, str] | None = None,
 ) -> SchedulingJob:
-    """A new ``queued`` job with a random UUID id (optionally about ``portfolio``)."""
+    """A new ``queued`` job with a random UUID id (optionally about ``portfolio``);
+    ``trace_context``: the W3C carrier of the request that queued it (its spans join that
+    trace, see :func:`vpp.telemetry.inject`), stored only when not empty."""
     _check_choice("job kind", kind, JOB_KINDS)
     job = SchedulingJob(
         id=str(uuid.uuid4()),
@@ -537,6 +540,7 @@ def create_job(
         status="queued",
         request=dict(request),
         created_at=utcnow(),
+        trace_context=dict(trace_context) if trace_context else None,
     )
     session.add(job)
     session.flush()
@@ -612,6 +616,19 @@ def list_jobs(
     query = query.order_by(SchedulingJob.created_at.desc(), SchedulingJob.id).limit(limit)
     return list(session.scalars(query))
 
+
+def count_jobs(session: Session, statuses: Sequence[str]) -> dict[str, int]:
+    """How many jobs (of every account) have each of ``statuses`` (0 where none)."""
+    for status in statuses:
+        _check_choice("job status", status, JOB_STATUSES)
+    rows = session.execute(
+        select(SchedulingJob.status, func.count())
+        .where(SchedulingJob.status.in_(list(statuses)))
+        .group_by(SchedulingJob.status)
+    )
+    counts = {status: 0 for status in statuses}
+    counts.update({str(status): int(n) for status, n in rows})
+    return counts
 
 def claim_next_job(session: Session) -> SchedulingJob | None:
     """Take the oldest ``queued`` job and make it ``running`` (one more attempt, ``started_at``

@@ -23,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -347,11 +348,166 @@ class Schedule(Base):
         return f"Schedule(id={self.id!r}, job_id={self.job_id!r}, device={self.device_name!r})"
 
 
+
+# --------------------------------------------------------------------------- UFTP (ShapeShifter)
+UFTP_ROLES: Final = ("DSO", "CRO")
+UFTP_DIRECTIONS: Final = ("in", "out")
+UFTP_STATUSES: Final = (
+    "received",
+    "processing",
+    "processed",
+    "rejected",
+    "failed",
+    "queued",
+    "sending",
+    "sent",
+)
+
+
+class UftpParticipant(Base):
+    """A UFTP peer (a DSO, GOPACS, or a CRO): its public signing key and message endpoint.
+
+    ``account_id`` is the account that registered it: its sites (and, for a consultancy, its
+    clients' sites) are the portfolio offered to this peer.
+    """
+
+    __tablename__ = "uftp_participants"
+    __table_args__ = (CheckConstraint(_in("role", UFTP_ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain: Mapped[str] = mapped_column(String(253), unique=True)
+    role: Mapped[str] = mapped_column(String(8))
+    public_key: Mapped[str] = mapped_column(String(64))
+    endpoint: Mapped[str] = mapped_column(String(2048))
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"UftpParticipant(domain={self.domain!r}, role={self.role!r})"
+
+
+class UftpMessage(Base):
+    """One UFTP message, inbound or outbound, with its processing or delivery state.
+
+    Inbound: ``received`` → ``processing`` → ``processed`` | ``failed``, or ``rejected``.
+    Outbound (the outbox): ``queued`` → ``sending`` → ``sent`` (back to ``queued`` with a
+    later ``next_attempt_at`` after a failed attempt). A claimed row (``processing`` or
+    ``sending``) whose ``next_attempt_at`` lease has passed belongs to a worker that died and
+    is claimed again. ``(sender_domain, message_id, duplicate)`` is unique: the first copy of
+    an inbound MessageID has ``duplicate = 0``, replays are stored with 1, 2, ...
+    """
+
+    __tablename__ = "uftp_messages"
+    __table_args__ = (
+        UniqueConstraint("sender_domain", "message_id", "duplicate"),
+        CheckConstraint(_in("direction", UFTP_DIRECTIONS), name="direction"),
+        CheckConstraint(_in("status", UFTP_STATUSES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    direction: Mapped[str] = mapped_column(String(3))
+    type: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(String(36))
+    conversation_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    reference_message_id: Mapped[str | None] = mapped_column(String(36))
+    """The MessageID this one answers or refers to (a response's, an order's offer)."""
+    sender_domain: Mapped[str | None] = mapped_column(String(253))
+    recipient_domain: Mapped[str | None] = mapped_column(String(253))
+    congestion_point: Mapped[str | None] = mapped_column(String(255))
+    duplicate: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    xml: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return (
+            f"UftpMessage(id={self.id!r}, direction={self.direction!r}, type={self.type!r}, "
+            f"status={self.status!r})"
+        )
+
+
+class UftpFlexOffer(Base):
+    """A FlexOffer we sent: per ISP the offered power change (W) and the price of it all.
+
+    ``baseline`` is the congestion point's unconstrained summed power (kW per ISP) the
+    changes are relative to.
+    """
+
+    __tablename__ = "uftp_flex_offers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(36), unique=True)
+    flex_request_message_id: Mapped[str | None] = mapped_column(String(36))
+    dso_domain: Mapped[str] = mapped_column(String(253))
+    congestion_point: Mapped[str] = mapped_column(String(255), index=True)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), index=True
+    )
+    period: Mapped[str] = mapped_column(String(10))
+    time_zone: Mapped[str] = mapped_column(String(64))
+    start: Mapped[datetime] = mapped_column(UTCDateTime())
+    resolution_seconds: Mapped[int] = mapped_column(Integer)
+    isps: Mapped[list[dict[str, int]]] = mapped_column(json_type())
+    baseline: Mapped[list[float]] = mapped_column(json_type())
+    option_reference: Mapped[str] = mapped_column(String(64))
+    price: Mapped[float] = mapped_column(Double)
+    currency: Mapped[str] = mapped_column(String(3))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"UftpFlexOffer(id={self.id!r}, congestion_point={self.congestion_point!r})"
+
+
+class UftpCommitment(Base):
+    """An accepted FlexOrder: the ordered profile as hard limits on the congestion point's
+    summed power, ``lower[k] <= S[k] <= upper[k]`` (kW) over ISP ``k`` from ``start``."""
+
+    __tablename__ = "uftp_commitments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_message_id: Mapped[str] = mapped_column(String(36), unique=True)
+    offer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("uftp_flex_offers.id", ondelete="SET NULL"), unique=True
+    )
+    """Unique: an offer is ordered at most once, even by two replicas at the same time."""
+    dso_domain: Mapped[str] = mapped_column(String(253))
+    congestion_point: Mapped[str] = mapped_column(String(255), index=True)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), index=True
+    )
+    order_reference: Mapped[str] = mapped_column(String(255))
+    period: Mapped[str] = mapped_column(String(10))
+    start: Mapped[datetime] = mapped_column(UTCDateTime())
+    end: Mapped[datetime] = mapped_column(UTCDateTime())
+    resolution_seconds: Mapped[int] = mapped_column(Integer)
+    isps: Mapped[list[dict[str, int]]] = mapped_column(json_type())
+    lower: Mapped[list[float | None]] = mapped_column(json_type())
+    upper: Mapped[list[float | None]] = mapped_column(json_type())
+    price: Mapped[float] = mapped_column(Double)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"UftpCommitment(id={self.id!r}, congestion_point={self.congestion_point!r})"
+
+
 __all__ = [
     "ACCOUNT_KINDS",
     "DEVICE_TYPES",
     "JOB_KINDS",
     "JOB_STATUSES",
+    "UFTP_DIRECTIONS",
+    "UFTP_ROLES",
+    "UFTP_STATUSES",
     "USER_ROLES",
     "Account",
     "ApiToken",
@@ -364,6 +520,10 @@ __all__ = [
     "Site",
     "TimedValue",
     "UTCDateTime",
+    "UftpCommitment",
+    "UftpFlexOffer",
+    "UftpMessage",
+    "UftpParticipant",
     "User",
     "portfolio_sites",
     "utcnow",

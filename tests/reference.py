@@ -1032,6 +1032,8 @@ def portfolio_reference(request: dict, *, exclusive: bool | None = None) -> Port
     * congestion: ``-max_production[t] <= S[t] <= max_consumption[t]``;
     * market: ``S[t] - volume[t] = over[t] - under[t]``, ``over, under >= 0``, costing
       ``deviation_price[t] * dt / 1000 * (over[t] + under[t])``.
+    * every commitment (``request["commitments"]``, with any target):
+      ``-max_production[t] <= S[t] <= max_consumption[t]`` where its series give a value.
 
     ``exclusive``: ``True`` adds every exclusivity binary, ``False`` none; ``None`` (default)
     adds them where the optimum charges and discharges (or imports and exports) at once and
@@ -1085,6 +1087,14 @@ def _portfolio_model(
                 )
         else:
             raise NotImplementedError(f"target {target['type']}")
+    for commitment in request.get("commitments", []):  # hard limits on S, with any target
+        upper = grid.series(commitment.get("max-consumption", np.inf), np.inf)
+        lower = -grid.series(commitment.get("max-production", np.inf), np.inf)
+        for t in range(n):
+            if np.isfinite(lower[t]) or np.isfinite(upper[t]):
+                b.row(
+                    [c.site_power[t] for c in cols.values()], [1.0] * len(cols), lower[t], upper[t]
+                )
     status, x, _objective = b.solve()
     if status != "optimal":
         return PortfolioOptimum(np.nan, {}, np.full(n, np.nan), status), x, cols

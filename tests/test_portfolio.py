@@ -318,7 +318,21 @@ def _cases() -> dict[str, Any]:
         "mixed-market": lambda: market(mixed(6, 1), "4 kW", "15 EUR/MWh"),
         "mixed-no-target": lambda: mixed(5, 2),
         "shiftable-congestion": lambda: congestion(mixed(6, 3, shiftable=True), 0.7),
+        # feed-in above the consumption price at the midday dip: import/export binaries in
+        # every site (their columns once shifted later sites' costs by one column each)
+        "feed-in-above-price": lambda: _feed_in(batteries(4, 0), "30 EUR/MWh"),
+        "feed-in-above-price-congestion": lambda: congestion(
+            _feed_in(batteries(4, 1), "30 EUR/MWh"), 0.6
+        ),
     }
+
+
+def _feed_in(request: dict[str, Any], price: str) -> dict[str, Any]:
+    request = copy.deepcopy(request)
+    request.setdefault("flex-context", {})["production-price"] = price
+    for site in request["sites"]:
+        (site.get("flex-context") or {}).pop("production-price", None)
+    return request
 
 
 @pytest.mark.parametrize("case", list(_cases()))

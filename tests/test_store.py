@@ -64,11 +64,17 @@ EXPECTED_TABLES = {
     "api_tokens",
     "portfolios",
     "portfolio_sites",
+    "uftp_participants",
+    "uftp_messages",
+    "uftp_flex_offers",
+    "uftp_commitments",
 }
 EXPECTED_CHECKS = {
     "accounts": {"ck_accounts_kind"},
     "devices": {"ck_devices_type"},
     "scheduling_jobs": {"ck_scheduling_jobs_kind", "ck_scheduling_jobs_status"},
+    "uftp_participants": {"ck_uftp_participants_role"},
+    "uftp_messages": {"ck_uftp_messages_direction", "ck_uftp_messages_status"},
 }
 CET = timezone(timedelta(hours=1))
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")

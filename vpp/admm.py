@@ -3,15 +3,22 @@
 Problem: ``min sum_i f_i(x_i) + g(sum_i x_i)`` with ``x_i`` site ``i``'s net power (kW per
 step), ``f_i`` its energy cost over its own feasible set, and ``g`` the target: the indicator
 of ``[lower, upper]`` for a congestion limit, ``deviation_price * dt * |s - volume|`` for a
-market position. Scaled-form sharing ADMM (Boyd et al. 2011, section 7.3) with ``N`` sites,
-``xbar`` the sites' mean and ``u`` the scaled dual:
+market position, plus (for every kind) the indicator of the hard bounds ``[lower, upper]``
+that the congestion limit and the commitments set (:class:`vpp.portfolio.Target`).
+Scaled-form sharing ADMM (Boyd et al. 2011, section 7.3) with ``N`` sites, ``xbar`` the
+sites' mean and ``u`` the scaled dual:
 
 1. x-update, per site and in parallel:
    ``x_i <- argmin f_i(x) + rho/2 * ||x - (x_i - xbar + zbar - u)||^2``
 2. over-relaxation: ``xhat = alpha * xbar + (1 - alpha) * zbar``
-3. z-update, the projection onto the target (``a = xhat + u``):
+3. z-update, the prox of the target cost plus the box indicator (``a = xhat + u``):
    congestion ``zbar <- clip(a, lower/N, upper/N)``;
-   market ``zbar <- (volume + soft(N*a - volume, N*dt*deviation_price/rho)) / N``
+   market ``zbar <- clip((volume + soft(N*a - volume, N*dt*deviation_price/rho)) / N,
+   lower/N, upper/N)``; no target ``zbar <- clip(a, lower/N, upper/N)``.
+   The problem separates per step into 1-D convex problems, and for a 1-D convex ``h`` the
+   minimiser over an interval is the clip of its unconstrained minimiser (``h`` is
+   monotone on either side of it), so clipping the unconstrained prox is the exact prox of
+   ``h + indicator``.
 4. dual update: ``u <- u + xhat - zbar``
 
 Residuals: primal ``r = sqrt(N) * ||xbar - zbar||``, dual
@@ -21,12 +28,14 @@ balancing (Boyd 3.4.1: x ``tau`` when ``r > mu*s``, / ``tau`` when ``s > mu*r``;
 rescaled with it). ``rho * u`` is the portfolio's price signal (EUR/kW per step).
 
 ADMM's ``x_i`` satisfy each site's own constraints but their sum only approaches the limit, so
-a congestion target ends with a **feasibility step**: the limit is split among the sites
-(site ``i`` gets ``z_i = x_i - xbar + zbar``, whose sum meets the limit exactly, plus an equal
-share of the slack) and every site re-solves its LP/MILP within its share. Sites that cannot
-keep to their share keep their ADMM schedule, and the capacity they take is taken from the
-unused share of the others; a few such rounds end either with every step within the limit
-or with an error, never with a violating schedule.
+any finite hard bound (congestion or commitment) ends with a **feasibility step**: the limit is
+split among the sites (site ``i`` gets ``z_i = x_i - xbar + zbar``, whose sum meets the limit
+exactly, plus an equal share of the slack) and every site re-solves its LP/MILP within its
+share. Sites that cannot keep to their share keep their ADMM schedule, and the capacity they
+take is taken from the unused share of the others; a few such rounds end either with every step
+within the limit or with an error, never with a violating schedule. With a market target (whose
+cost lives at every step) each site also stays within a band around its ADMM power, widened per
+site only as far as it must, so the split does not undo the market tracking at unbounded steps.
 
 This module is pure: sites are reached through a :class:`SitePool` (in-process here, Ray
 actors in ``actors/``).
@@ -183,14 +192,17 @@ class LocalPool:
 
 
 def z_update(target: Target, a: np.ndarray, n: int, rho: float) -> np.ndarray:
-    """The projection step: ``argmin g(N z) + N*rho/2 * ||z - a||^2``."""
-    if target.kind == "congestion":
-        return np.clip(a, target.lower / n, target.upper / n)
+    """The prox step: ``argmin g(N z) + N*rho/2 * ||z - a||^2`` with ``g`` the target's cost
+    plus the indicator of its hard bounds (clip of the unconstrained prox: exact, see the
+    module docstring)."""
+    z = a
     if target.kind == "market":
         y = n * a - target.volume
         kappa = n * target.dt * target.deviation_price / rho
-        return (target.volume + np.sign(y) * np.maximum(np.abs(y) - kappa, 0.0)) / n
-    return a
+        z = (target.volume + np.sign(y) * np.maximum(np.abs(y) - kappa, 0.0)) / n
+    if target.bounded:
+        z = np.clip(z, target.lower / n, target.upper / n)
+    return z
 
 
 def initial_rho(price_scale: float, x: np.ndarray) -> float:
@@ -305,15 +317,17 @@ def _iterate(
 def feasibility_step(
     pool: SitePool, target: Target, state: AdmmState, settings: AdmmSettings | None = None
 ) -> tuple[list[SiteSchedule], list[str]]:
-    """Final schedules that keep a congestion limit exactly (see the module docstring).
+    """Final schedules that keep the hard bounds (congestion limit, commitments) exactly
+    (see the module docstring).
 
-    For a market target each site re-solves around its ADMM power (its own constraints
-    enforced exactly, e.g. no simultaneous charge and discharge). A site the pool could not
-    reach keeps its fallback schedule, whose power the others make room for.
+    Without hard bounds (or, for a market target, when it already keeps them) each site
+    re-solves around its ADMM power (its own constraints enforced exactly, e.g. no
+    simultaneous charge and discharge). A site the pool could not reach keeps its fallback
+    schedule, whose power the others make room for.
     """
     cfg = settings or AdmmSettings()
     x, n = state.x, state.x.shape[0]
-    if target.kind != "congestion":
+    if not target.bounded:
         return _reproduce(pool, x)
     share = x - x.mean(axis=0) + state.zbar  # sums to n * zbar, within the limit
     total = share.sum(axis=0)
@@ -321,7 +335,13 @@ def feasibility_step(
     lower = share - np.where(np.isfinite(target.lower), (total - target.lower) / n, np.inf)
     degraded: set[str] = set()
     for round_ in range(cfg.feasibility_rounds):
-        schedules, slow = pool.solve_within(lower, upper)
+        if target.kind == "market":
+            # the market's cost lives at every step: a site free to move where no bound is
+            # would drift from the traded volume, so each site stays within a band around
+            # its ADMM power, intersected with its share of the bounds
+            schedules, slow = _near_within(pool, x, lower, upper)
+        else:
+            schedules, slow = pool.solve_within(lower, upper)
         degraded.update(slow)
         failed = [i for i, sch in enumerate(schedules) if sch is None]
         fixed = {i for i, sid in enumerate(pool.site_ids) if sid in slow}
@@ -343,10 +363,33 @@ def feasibility_step(
                 pinned[i] = sch.site_power
         lower, upper = _reallocate(schedules, pinned, lower, upper, target)
     raise InfeasibleError(
-        "the congestion limit could not be split among the sites from the ADMM solution; "
-        "run the portfolio centralised (--centralised) for the exact answer",
-        constraint="congestion-limit",
+        "the congestion limit and commitments could not be split among the sites from the "
+        "ADMM solution; run the portfolio centralised (--centralised) for the exact answer",
+        constraint="congestion-limit" if target.kind == "congestion" else "commitment-limit",
     )
+
+
+def _near_within(
+    pool: SitePool, x: np.ndarray, lower: np.ndarray, upper: np.ndarray
+) -> tuple[list[SiteSchedule | None], list[str]]:
+    """Each site within ``[lower_i, upper_i]`` and as close to its ADMM power as it can keep
+    (the band widens per site, as in :func:`_reproduce`); where the band misses the share,
+    the share's bounds hold alone. Sums stay within the shares' bounds whatever the band."""
+    schedules: list[SiteSchedule | None] = [None] * x.shape[0]
+    width = np.zeros(x.shape)
+    slow: list[str] = []
+    for band in (1e-3, 0.05, 0.25, 1.0, 5.0, np.inf):
+        missing = [i for i, sch in enumerate(schedules) if sch is None]
+        if not missing:
+            break
+        width[missing] = band
+        lo, hi = np.maximum(lower, x - width - 1e-6), np.minimum(upper, x + width + 1e-6)
+        apart = lo > hi
+        lo[apart], hi[apart] = lower[apart], upper[apart]
+        tries, late = pool.solve_within(lo, hi)
+        slow += late
+        schedules = [sch if sch is not None else tries[i] for i, sch in enumerate(schedules)]
+    return schedules, sorted(set(slow))
 
 
 def _reproduce(pool: SitePool, x: np.ndarray) -> tuple[list[SiteSchedule], list[str]]:
@@ -390,10 +433,12 @@ def _reallocate(
         return lower, upper
     power = np.array([schedules[i].site_power for i in ok])  # type: ignore[union-attr]
     for bound, limit, sign in ((upper, target.upper, 1.0), (lower, target.lower, -1.0)):
-        if not np.isfinite(limit).all():
+        finite = np.isfinite(limit)  # steps without a bound need no reallocation
+        if not finite.any():
             continue
-        excess = np.maximum(sign * (bound.sum(axis=0) - limit), 0.0)
-        room = np.maximum(sign * (bound[ok] - power), 0.0)
+        with np.errstate(invalid="ignore"):  # inf - inf at the free steps, masked out
+            excess = np.where(finite, np.maximum(sign * (bound.sum(axis=0) - limit), 0.0), 0.0)
+            room = np.where(finite, np.maximum(sign * (bound[ok] - power), 0.0), 0.0)
         available = room.sum(axis=0)
         cut = room * np.minimum(
             np.divide(excess, available, out=np.zeros_like(excess), where=available > 0), 1.0
@@ -417,12 +462,12 @@ def solve_portfolio_admm(
     """ADMM, then the feasibility step: the result every entry point returns."""
     horizon: Horizon = request.horizon
     ids = [s.id for s in request.sites]
-    if target.kind == "none":
+    if target.kind == "none" and not target.bounded:
         x, _ = pool.solve_alone()
         state = AdmmState(0, 0.0, x, x.mean(axis=0), np.zeros(horizon.steps))
         schedules, degraded = feasibility_step(pool, target, state, settings)
         return PortfolioResult(horizon, ids, schedules, target, extra={"method": "independent"})
-    if target.kind == "congestion":
+    if target.bounded:
         check_congestion(horizon, pool.power_ranges(), target)
     state, converged, slow = run_admm(
         pool,

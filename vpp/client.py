@@ -35,7 +35,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import IO, Any, TypeVar
 
 import httpx
@@ -442,6 +442,72 @@ def _op_cancel(job_id: str) -> _Op[None]:
     yield _delete(f"/scheduling-job/{job_id}")
 
 
+def _op_gopacs_redispatch_bid(
+    direction: str,
+    start: datetime | str,
+    end: datetime | str,
+    volume: str | float | Sequence[float] | Mapping[str, Any],
+    congestion_point: str | None,
+    connections: Sequence[str] | None,
+    resolution: str | timedelta | None,
+    horizon: tuple[datetime | str, datetime | str] | None,
+) -> _Op[dict[str, Any]]:
+    if (congestion_point is None) == (connections is None):
+        raise ValueError("give congestion_point or connections (a list of EANs)")
+    body: dict[str, Any] = {"direction": direction, "start": start, "end": end}
+    if isinstance(volume, str | Mapping):
+        body["volume"] = volume
+    elif isinstance(volume, int | float):
+        body["volume"] = f"{float(volume)!r} kW"
+    else:
+        body["volume"] = {"values": [float(v) for v in volume], "unit": "kW"}
+    if congestion_point is not None:
+        body["congestion-point"] = congestion_point
+    if connections is not None:
+        body["connections"] = list(connections)
+    if resolution is not None:
+        body["resolution"] = _iso(resolution)
+    if horizon is not None:
+        body["horizon"] = {"start": horizon[0], "end": horizon[1]}
+    return (yield _post("/gopacs/redispatch-bid", body))
+
+
+def _op_uftp_add_participant(
+    domain: str, role: str, public_key: str, endpoint: str
+) -> _Op[dict[str, Any]]:
+    body = {"domain": domain, "role": role, "public-key": public_key, "endpoint": endpoint}
+    return (yield _post("/uftp/participants", body))
+
+
+def _op_uftp_messages(
+    message_type: str | None, conversation_id: str | None, direction: str | None, limit: int
+) -> _Op[list[dict[str, Any]]]:
+    params = {"limit": str(limit)}
+    for key, value in (
+        ("type", message_type),
+        ("conversation-id", conversation_id),
+        ("direction", direction),
+    ):
+        if value is not None:
+            params[key] = value
+    return (yield _get("/uftp/messages", params))
+
+
+def _op_uftp_d_prognosis(
+    congestion_point: str, day: date | str, dso: str | None
+) -> _Op[dict[str, Any]]:
+    body: dict[str, Any] = {"congestion-point": congestion_point, "date": str(day)}
+    if dso is not None:
+        body["dso"] = dso
+    return (yield _post("/uftp/d-prognosis", body))
+
+
+def _op_uftp_cro(path: str, body: dict[str, Any], cro: str | None) -> _Op[dict[str, Any]]:
+    if cro is not None:
+        body = {**body, "cro": cro}
+    return (yield _post(path, body))
+
+
 def _op_wait(
     job_id: str,
     timeout: float | None,
@@ -763,6 +829,85 @@ class Client:
             _op_what_if(portfolio, scenarios, parallel, timeout, poll, max_poll, progress)
         )
 
+    def gopacs_redispatch_bid(
+        self,
+        direction: str,
+        start: datetime | str,
+        end: datetime | str,
+        volume: str | float | Sequence[float] | Mapping[str, Any],
+        *,
+        congestion_point: str | None = None,
+        connections: Sequence[str] | None = None,
+        resolution: str | timedelta | None = None,
+        horizon: tuple[datetime | str, datetime | str] | None = None,
+    ) -> dict[str, Any]:
+        """A GOPACS redispatch (IDCONS) bid for a congestion announcement (docs/gopacs.md):
+        ``direction`` ``"sell"``/``"buy"`` (the in-area order's side), the period
+        ``[start, end)``, the needed ``volume`` (``"2 MW"``, kW as a number, kW per ISP as a
+        list, or a series object), at ``congestion_point`` or at the ``connections`` EANs."""
+        return self._run(
+            _op_gopacs_redispatch_bid(
+                direction, start, end, volume, congestion_point, connections, resolution, horizon
+            )
+        )
+
+    # UFTP (ShapeShifter) as the aggregator: admin role (docs/uftp.md)
+    def uftp_participants(self) -> list[dict[str, Any]]:
+        """The registered UFTP peers (DSOs, GOPACS, CROs)."""
+        return self._run(_op_call(_get("/uftp/participants")))
+
+    def add_uftp_participant(
+        self, domain: str, role: str, public_key: str, endpoint: str
+    ) -> dict[str, Any]:
+        """Register a peer: ``role`` ``"DSO"`` or ``"CRO"``, its base64 public signing key
+        and its message endpoint URL."""
+        return self._run(_op_uftp_add_participant(domain, role, public_key, endpoint))
+
+    def delete_uftp_participant(self, domain: str) -> None:
+        self._run(_op_call(_delete(f"/uftp/participants/{domain}")))
+
+    def uftp_messages(
+        self,
+        message_type: str | None = None,
+        *,
+        conversation_id: str | None = None,
+        direction: str | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, Any]]:
+        """Stored UFTP messages, newest first (``message_type`` e.g. ``"FlexOffer"``)."""
+        return self._run(_op_uftp_messages(message_type, conversation_id, direction, limit))
+
+    def flex_offers(self) -> list[dict[str, Any]]:
+        return self._run(_op_call(_get("/uftp/flex-offers")))
+
+    def revoke_flex_offer(self, offer_id: int) -> dict[str, Any]:
+        """Revoke an open offer (a FlexOfferRevocation goes to the DSO)."""
+        return self._run(_op_call(_post(f"/uftp/flex-offers/{int(offer_id)}/revoke", None)))
+
+    def commitments(self) -> list[dict[str, Any]]:
+        """Accepted FlexOrders: the limits the schedules keep."""
+        return self._run(_op_call(_get("/uftp/commitments")))
+
+    def send_d_prognosis(
+        self, congestion_point: str, day: date | str, dso: str | None = None
+    ) -> dict[str, Any]:
+        """Send the congestion point's D-Prognosis for ``day`` to the DSO."""
+        return self._run(_op_uftp_d_prognosis(congestion_point, day, dso))
+
+    def agr_portfolio_update(
+        self, start_period: date | str, end_period: date | str | None = None,
+        cro: str | None = None,
+    ) -> dict[str, Any]:
+        """Tell the CRO which connections (site EANs) we represent from ``start_period``."""
+        body: dict[str, Any] = {"start-period": str(start_period)}
+        if end_period is not None:
+            body["end-period"] = str(end_period)
+        return self._run(_op_uftp_cro("/uftp/agr-portfolio-update", body, cro))
+
+    def agr_portfolio_query(self, period: date | str, cro: str | None = None) -> dict[str, Any]:
+        """Ask the CRO about our connections on ``period`` (the answer is a stored message)."""
+        return self._run(_op_uftp_cro("/uftp/agr-portfolio-query", {"period": str(period)}, cro))
+
 
 class AsyncClient:
     """:class:`Client`'s methods over ``httpx.AsyncClient``, each awaitable."""
@@ -939,6 +1084,84 @@ class AsyncClient:
         return await self._run(
             _op_what_if(portfolio, scenarios, parallel, timeout, poll, max_poll, progress)
         )
+
+    async def gopacs_redispatch_bid(
+        self,
+        direction: str,
+        start: datetime | str,
+        end: datetime | str,
+        volume: str | float | Sequence[float] | Mapping[str, Any],
+        *,
+        congestion_point: str | None = None,
+        connections: Sequence[str] | None = None,
+        resolution: str | timedelta | None = None,
+        horizon: tuple[datetime | str, datetime | str] | None = None,
+    ) -> dict[str, Any]:
+        return await self._run(
+            _op_gopacs_redispatch_bid(
+                direction, start, end, volume, congestion_point, connections, resolution, horizon
+            )
+        )
+
+    # UFTP (ShapeShifter) as the aggregator: admin role (docs/uftp.md)
+    async def uftp_participants(self) -> list[dict[str, Any]]:
+        """The registered UFTP peers (DSOs, GOPACS, CROs)."""
+        return await self._run(_op_call(_get("/uftp/participants")))
+
+    async def add_uftp_participant(
+        self, domain: str, role: str, public_key: str, endpoint: str
+    ) -> dict[str, Any]:
+        """Register a peer: ``role`` ``"DSO"`` or ``"CRO"``, its base64 public signing key
+        and its message endpoint URL."""
+        return await self._run(_op_uftp_add_participant(domain, role, public_key, endpoint))
+
+    async def delete_uftp_participant(self, domain: str) -> None:
+        await self._run(_op_call(_delete(f"/uftp/participants/{domain}")))
+
+    async def uftp_messages(
+        self,
+        message_type: str | None = None,
+        *,
+        conversation_id: str | None = None,
+        direction: str | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, Any]]:
+        """Stored UFTP messages, newest first (``message_type`` e.g. ``"FlexOffer"``)."""
+        return await self._run(_op_uftp_messages(message_type, conversation_id, direction, limit))
+
+    async def flex_offers(self) -> list[dict[str, Any]]:
+        return await self._run(_op_call(_get("/uftp/flex-offers")))
+
+    async def revoke_flex_offer(self, offer_id: int) -> dict[str, Any]:
+        """Revoke an open offer (a FlexOfferRevocation goes to the DSO)."""
+        return await self._run(_op_call(_post(f"/uftp/flex-offers/{int(offer_id)}/revoke", None)))
+
+    async def commitments(self) -> list[dict[str, Any]]:
+        """Accepted FlexOrders: the limits the schedules keep."""
+        return await self._run(_op_call(_get("/uftp/commitments")))
+
+    async def send_d_prognosis(
+        self, congestion_point: str, day: date | str, dso: str | None = None
+    ) -> dict[str, Any]:
+        """Send the congestion point's D-Prognosis for ``day`` to the DSO."""
+        return await self._run(_op_uftp_d_prognosis(congestion_point, day, dso))
+
+    async def agr_portfolio_update(
+        self, start_period: date | str, end_period: date | str | None = None,
+        cro: str | None = None,
+    ) -> dict[str, Any]:
+        """Tell the CRO which connections (site EANs) we represent from ``start_period``."""
+        body: dict[str, Any] = {"start-period": str(start_period)}
+        if end_period is not None:
+            body["end-period"] = str(end_period)
+        return await self._run(_op_uftp_cro("/uftp/agr-portfolio-update", body, cro))
+
+    async def agr_portfolio_query(
+        self, period: date | str, cro: str | None = None
+    ) -> dict[str, Any]:
+        """Ask the CRO about our connections on ``period`` (the answer is a stored message)."""
+        body = {"period": str(period)}
+        return await self._run(_op_uftp_cro("/uftp/agr-portfolio-query", body, cro))
 
 
 # =========================================================================================

@@ -23,6 +23,11 @@ class VppError(Exception):
         super().__init__(message)
         self.message = message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by its fields, not by __init__'s arguments (subclasses take others): Ray
+        # ships a coordinator's error to the driver this way.
+        return (_rebuild, (type(self), self.__dict__))
+
     def to_problem(self) -> dict[str, Any]:
         """RFC 7807 body (without ``instance``, which the API adds)."""
         return {
@@ -31,6 +36,13 @@ class VppError(Exception):
             "status": self.http_status,
             "detail": self.message,
         }
+
+
+def _rebuild(cls: type[VppError], fields: dict[str, Any]) -> VppError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, fields.get("message", ""))
+    err.__dict__.update(fields)
+    return err
 
 
 @dataclass(frozen=True)

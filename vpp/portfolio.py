@@ -8,7 +8,12 @@ Request::
      "target": {"type": "congestion", "congestion-point": "EAN...",
                 "max-consumption": <power series>, "max-production": <power series>}
             | {"type": "market", "volume": <power series>, "deviation-price": <price series>}
-            | null}
+            | null,
+     "commitments": [{"id": "order-7", "max-consumption": <power series>,
+                      "max-production": <power series>}]}
+
+A commitment is a limit the aggregator has promised (e.g. an ordered UFTP FlexOrder); steps
+its series do not cover are free. Commitments hold on top of any target.
 
 Portfolio constraint families (``S[t] = sum_i P_i[t]``, the sites' summed net power):
 
@@ -17,6 +22,12 @@ Portfolio constraint families (``S[t] = sum_i P_i[t]``, the sites' summed net po
 ``market-deviation``
     ``S[t] - volume[t] = over[t] - under[t]``, ``over, under >= 0``, costing
     ``deviation_price[t] * dt * (over[t] + under[t])``.
+``commitment-limit``
+    ``max_k(-max_production_k[t]) <= S[t] <= min_k max_consumption_k[t]`` over the
+    commitments ``k`` (hard, with any target; a step no commitment bounds is free).
+
+:class:`Target` carries the intersection of the target's own bounds and the commitments'
+(``lower``/``upper``, ``-inf``/``inf`` where free): the bounds every solver keeps.
 
 :class:`CentralisedPortfolio` solves all sites and the target as one HiGHS model: the
 reference the distributed ADMM (:mod:`vpp.admm`) is measured against.
@@ -38,7 +49,7 @@ from vpp.exclusive import Exclusivity
 from vpp.linear import INF, LinearModel, Term
 from vpp.request import FlexContext, FlexModel, ScheduleRequest, TimeWindow, validate
 from vpp.site import SiteProblem, SiteSchedule
-from vpp.solver import HighsSolver
+from vpp.solver import HighsSolver, Solution
 from vpp.timeseries import Horizon
 
 logger = logging.getLogger(__name__)
@@ -73,10 +84,25 @@ class MarketTarget(Spec):
     deviation_price: PriceSeries
 
 
+class Commitment(Spec):
+    """A promised hard limit on the portfolio's summed power (e.g. an ordered FlexOrder)."""
+
+    id: str | None = None
+    max_consumption: PowerSeries | None = None
+    max_production: PowerSeries | None = None
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Commitment:
+        if self.max_consumption is None and self.max_production is None:
+            raise ValueError("give max-consumption and/or max-production")
+        return self
+
+
 class PortfolioRequest(TimeWindow):
     flex_context: FlexContext = Field(default_factory=FlexContext)
     sites: list[SiteEntry] = Field(min_length=1)
     target: Annotated[CongestionTarget | MarketTarget, Field(discriminator="type")] | None = None
+    commitments: list[Commitment] = Field(default_factory=list)
 
     @field_validator("sites")
     @classmethod
@@ -105,18 +131,39 @@ def parse_portfolio(raw: Any) -> PortfolioRequest:
 
 @dataclass(frozen=True)
 class Target:
-    """A portfolio target resolved on the horizon (kW, EUR/kWh)."""
+    """A portfolio target resolved on the horizon (kW, EUR/kWh), with the commitments.
+
+    ``lower``/``upper`` are the hard bounds on the summed power of every kind: the
+    congestion limit (if any) intersected with the commitments; ``-inf``/``inf`` where free.
+    ``lower_from``/``upper_from`` name the constraint family that sets each step's bound
+    (``congestion-limit`` or ``commitment-limit``), for error messages.
+    """
 
     kind: Literal["none", "congestion", "market"]
-    lower: np.ndarray  # congestion: -max production (or -inf)
-    upper: np.ndarray  # congestion: max consumption (or inf)
+    lower: np.ndarray  # -max production (or -inf)
+    upper: np.ndarray  # max consumption (or inf)
     volume: np.ndarray  # market
     deviation_price: np.ndarray  # market, EUR/kWh
     dt: float
+    lower_from: tuple[str, ...] = ()
+    upper_from: tuple[str, ...] = ()
+    commitment_lower: np.ndarray | None = None  # the commitments' own bounds (None: none)
+    commitment_upper: np.ndarray | None = None
+
+    @property
+    def bounded(self) -> bool:
+        """Whether any step has a finite hard bound (congestion limit or commitment)."""
+        return bool(np.isfinite(self.lower).any() or np.isfinite(self.upper).any())
+
+    def source(self, side: Literal["lower", "upper"], t: int) -> str:
+        names = self.lower_from if side == "lower" else self.upper_from
+        if names:
+            return names[t]
+        return "congestion-limit" if self.kind == "congestion" else "commitment-limit"
 
     def violation(self, total: np.ndarray) -> float:
-        """Largest excess over the congestion limit (kW); 0 for other targets."""
-        if self.kind != "congestion":
+        """Largest excess over the hard bounds (kW); 0 when unbounded."""
+        if not self.bounded:
             return 0.0
         return float(max(0.0, np.max(total - self.upper), np.max(self.lower - total)))
 
@@ -128,6 +175,66 @@ class Target:
 
 
 def resolve_target(request: PortfolioRequest) -> Target:
+    """The target on the horizon, its bounds intersected with the commitments'."""
+    target = _resolve_own_target(request)
+    if not request.commitments:
+        return target
+    horizon = request.horizon
+    n = horizon.steps
+    own_name = "congestion-limit" if target.kind == "congestion" else "target"
+    c_lower, c_upper = np.full(n, -INF), np.full(n, INF)
+    lower_from, upper_from = [own_name] * n, [own_name] * n
+    lower, upper = target.lower.copy(), target.upper.copy()
+    issues: list[FieldIssue] = []
+    for i, c in enumerate(request.commitments):
+        where = f"commitments[{i}]"
+        try:
+            hi = _series(c.max_consumption, horizon, f"{where}.max-consumption", INF)
+            lo = -_series(c.max_production, horizon, f"{where}.max-production", INF)
+        except RequestValidationError as err:
+            issues += err.issues
+            continue
+        c_lower, c_upper = np.maximum(c_lower, lo), np.minimum(c_upper, hi)
+        for k in np.flatnonzero(hi < upper):
+            upper[k], upper_from[k] = hi[k], f"{where}.max-consumption"
+        for k in np.flatnonzero(lo > lower):
+            lower[k], lower_from[k] = lo[k], f"{where}.max-production"
+        bad = np.flatnonzero(lower > upper)
+        if bad.size and not issues:
+            t = int(bad[0])
+            issues.append(
+                FieldIssue(
+                    where,
+                    f"contradicts {_side_name(upper_from[t], lower_from[t], where)} at "
+                    f"{horizon.at(t).isoformat()}: max-consumption {upper[t]:g} kW is below "
+                    f"-max-production {lower[t]:g} kW",
+                )
+            )
+    if issues:
+        raise RequestValidationError(issues)
+    return Target(
+        target.kind,
+        lower,
+        upper,
+        target.volume,
+        target.deviation_price,
+        target.dt,
+        tuple("commitment-limit" if s.startswith("commitments") else s for s in lower_from),
+        tuple("commitment-limit" if s.startswith("commitments") else s for s in upper_from),
+        c_lower,
+        c_upper,
+    )
+
+
+def _side_name(upper_from: str, lower_from: str, where: str) -> str:
+    """What a commitment contradicts: the other bound's source (itself when both are its)."""
+    other = lower_from if upper_from.startswith(where) else upper_from
+    if other.startswith(where):
+        return "itself"
+    return other.split(".")[0] if other.startswith("commitments") else f"the {other}"
+
+
+def _resolve_own_target(request: PortfolioRequest) -> Target:
     horizon = request.horizon
     n = horizon.steps
     t = request.target
@@ -288,20 +395,26 @@ class CentralisedPortfolio:
         self.constant = sum(p.cost_constant for p in self.sites)
         check_congestion(self.request.horizon, [p.power_range() for p in self.sites], self.target)
         self._add_target()
+        self.last_solution: Solution | None = None
 
-    def _power_terms(self) -> list[Term]:
+    def power_terms(self) -> list[Term]:
+        """The summed site power ``S[t]`` as row terms (one row per step)."""
         return [(1.0, p.power + o) for p, o in zip(self.sites, self.offsets, strict=True)]
 
     def _add_target(self) -> None:
         t, n = self.target, self.request.horizon.steps
+        if t.commitment_lower is not None and t.commitment_upper is not None:
+            self.model.add_rows(
+                "commitment-limit", self.power_terms(), t.commitment_lower, t.commitment_upper
+            )
         if t.kind == "congestion":
-            self.model.add_rows("congestion-limit", self._power_terms(), t.lower, t.upper)
+            self.model.add_rows("congestion-limit", self.power_terms(), t.lower, t.upper)
         elif t.kind == "market":
             over = self.model.add_vars("market-over", n)
             under = self.model.add_vars("market-under", n)
             self.model.add_rows(
                 "market-deviation",
-                [*self._power_terms(), (-1.0, over), (1.0, under)],
+                [*self.power_terms(), (-1.0, over), (1.0, under)],
                 t.volume,
                 t.volume,
             )
@@ -331,14 +444,23 @@ class CentralisedPortfolio:
         )
         result.extra["method"] = "centralised"
         result.extra["objective"] = solution.objective + self.constant
+        self.last_solution = solution  # extra columns a caller added (vpp.gopacs) live here
         return result
 
     def _infeasible(self) -> InfeasibleError:
-        what = "the congestion limit" if self.target.kind == "congestion" else "their own limits"
+        t = self.target
+        if t.commitment_lower is not None:
+            what, name = "the congestion limit and the commitments", "commitment-limit"
+            if t.kind != "congestion":
+                what = "the commitments"
+        elif t.kind == "congestion":
+            what, name = "the congestion limit", "congestion-limit"
+        else:
+            what, name = "their own limits", "unknown"
         return InfeasibleError(
             f"the sites cannot together keep to {what} at every step (their energy needs "
             "over the day do not fit, though each step alone could)",
-            constraint="congestion-limit" if self.target.kind == "congestion" else "unknown",
+            constraint=name,
         )
 
 
@@ -346,8 +468,9 @@ def check_congestion(
     horizon: Horizon, ranges: list[tuple[np.ndarray, np.ndarray]], target: Target
 ) -> None:
     """The sites' least (most) summed power, from each site's ``(least, most)`` power per
-    step, must fit under (over) the limit at every step."""
-    if target.kind != "congestion":
+    step, must fit under (over) the hard bounds (congestion limit and commitments) at every
+    step; the error names the first step, its bound's family and how far off it is."""
+    if not target.bounded:
         return
     least = np.sum([r[0] for r in ranges], axis=0)
     most = np.sum([r[1] for r in ranges], axis=0)
@@ -359,9 +482,11 @@ def check_congestion(
             t = int(bad[0])
             verb = "consume at least" if name == "max-consumption" else "produce at least"
             amount = value[t] if name == "max-consumption" else -value[t]
+            family = target.source("upper" if name == "max-consumption" else "lower", t)
             raise InfeasibleError(
-                f"congestion-limit {name} = {limit[t]:g} kW at {horizon.at(t).isoformat()} "
-                f"cannot be met: the sites together {verb} {amount:.4g} kW then",
-                constraint="congestion-limit",
+                f"{family} {name} = {limit[t]:g} kW at {horizon.at(t).isoformat()} "
+                f"cannot be met: the sites together {verb} {amount:.4g} kW then "
+                f"({abs(amount - limit[t]):.4g} kW too much)",
+                constraint=family,
                 time=horizon.at(t),
             )

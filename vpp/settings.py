@@ -37,6 +37,22 @@ class Settings(BaseSettings):
     Defaults to the SQLite file ``<data_dir>/vpp.db``.
     """
 
+    uftp_domain: str | None = None
+    """Our UFTP sender domain as aggregator (e.g. ``agr.example.com``)."""
+
+    uftp_signing_key: str | None = Field(default=None, repr=False)
+    """Our private Ed25519 signing key, base64 (``vpp uftp keygen`` prints a new pair)."""
+
+    uftp_margin: float = Field(default=0.0, ge=0)
+    """Margin added to a FlexOffer's price: EUR per MWh of offered flexibility energy."""
+
+    uftp_offer_validity: float = Field(default=3600.0, gt=0)
+    """How long (seconds) a FlexOffer stays valid, capped at the FlexRequest's expiry."""
+
+    uftp_retry_max: float = Field(default=300.0, gt=0)
+    """Longest wait (seconds) between delivery attempts of an outbound UFTP message (the
+    wait doubles from 1 s after each failed attempt up to this)."""
+
     @field_validator("data_dir")
     @classmethod
     def _expand_user(cls, value: Path) -> Path:

@@ -261,10 +261,11 @@ class SiteProblem:
                 self.cost_constant += _energy_cost(
                     dv.constant, c.consumption_price, c.production_price, dt
                 )
-        self.base_cost = cost
         spread = np.flatnonzero(inp.production_price > inp.consumption_price + 1e-12)
         if spread.size:
             self.import_export.add_binaries(self.model, self.imports, self.exports, spread, None)
+        # one cost per column, binaries included: a portfolio concatenates sites' costs
+        self.base_cost = np.pad(cost, (0, self.model.n_cols - cost.size))
 
     def _ranges(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Least and most power of every device per step, from its column bounds (cached:

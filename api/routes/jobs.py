@@ -10,11 +10,13 @@ from pydantic import BaseModel
 
 from api.deps import CallerDep, OperatorDep, SessionDep
 from api.references import expand_sensors, expand_site, visible_site
+from api.uftp.flex import add_commitments
 from store import Portfolio, SchedulingJob
 from store import repository as repo
 from vpp.errors import RequestValidationError
 from vpp.portfolio import validate_portfolio
 from vpp.site import validate_site_request
+from vpp.telemetry import inject
 
 router = APIRouter(prefix="/api/v1", tags=["scheduling jobs"])
 
@@ -63,7 +65,13 @@ def _accept(
     kind: str,
     body: dict[str, Any],
 ) -> JobAccepted:
-    job = repo.create_job(session, kind, body, account=session.get(repo.Account, caller.account_id))
+    job = repo.create_job(
+        session,
+        kind,
+        body,
+        account=session.get(repo.Account, caller.account_id),
+        trace_context=inject(),  # the job's spans continue this request's trace
+    )
     job_id = job.id
     session.commit()  # the runner must find the job when it is kicked
     request.app.state.dispatcher.kick()
@@ -115,6 +123,11 @@ def post_portfolio(
         raw["sites"] = [
             {"id": site.name, **_site_body(session, caller, site.id)} for site in stored.sites
         ]
+        points = {p for p in [stored.congestion_point, *(s.congestion_point for s in stored.sites)]
+                  if p}
+    else:
+        points = set()
+    raw = add_commitments(session, list(caller.visible), raw, points)  # accepted FlexOrders
     expanded = expand_sensors(session, caller, raw)
     validate_portfolio(expanded)
     return _accept(request, response, caller, session, "portfolio", expanded)

@@ -32,5 +32,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("scheduling_jobs") as batch:
-        batch.drop_column("trace_context")
+    # Not batch mode: SQLite (3.35+) drops a plain column in place, whereas a batch table copy
+    # would fire schedules.job_id's ON DELETE SET NULL and unlink every stored schedule.
+    op.drop_column("scheduling_jobs", "trace_context")

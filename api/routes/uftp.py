@@ -1,0 +1,461 @@
+"""UFTP (ShapeShifter) as the aggregator: the message endpoint and its admin API.
+
+* ``POST /shapeshifter/api/v3/message``: a peer's ``SignedMessage`` (XML). The answer is
+  the synchronous receipt (HTTP 200, or the transport error's status, see
+  :mod:`api.uftp.verify`); functional responses follow asynchronously to the peer's
+  registered endpoint.
+* ``/api/v1/uftp/...`` (admin): participants, messages, flex offers (and their revocation),
+  commitments, D-Prognosis on request, Metering from a stored sensor, AGRPortfolioUpdate/Query
+  toward a CRO.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
+from pydantic import Field, field_validator
+from shapeshifter_uftp.uftp import (
+    AgrPortfolioQuery,
+    AgrPortfolioUpdate,
+    AgrPortfolioUpdateConnection,
+    FlexOfferRevocation,
+    Metering,
+    MeteringISP,
+    MeteringProfile,
+    MeteringProfileEnum,
+    MeteringUnit,
+)
+from sqlalchemy.orm import Session
+
+from api.deps import AdminDep, SessionDep
+from api.references import visible_sensor, visible_site
+from api.uftp import flex, protocol
+from api.uftp.protocol import RejectionError, UftpConfig, UftpNotConfiguredError
+from api.uftp.verify import enqueue, receive
+from api.uftp.worker import UftpWorker, count
+from store import Site
+from store import repository as repo
+from store import uftp as store
+from store.tables import UftpCommitment, UftpFlexOffer, UftpMessage, UftpParticipant, utcnow
+from vpp.device import Spec
+from vpp.errors import RequestValidationError
+
+router = APIRouter(tags=["UFTP"])
+admin = APIRouter(prefix="/api/v1/uftp", tags=["UFTP"])
+
+DOMAIN = re.compile(r"([a-z0-9]+(-[a-z0-9]+)*\.)+[a-z]{2,}")
+ENTITY = re.compile(r"(ea1\.[0-9]{4}-[0-9]{2}\..{1,244}:.{1,244}|ean\.[0-9]{12,34})")
+
+
+def install(app: FastAPI) -> None:
+    """Add the routes and the worker (started now if UFTP is configured, else on first use)."""
+    app.include_router(router)
+    app.include_router(admin)
+    app.state.uftp_worker = UftpWorker(app.state.sessions)
+    if protocol.is_configured():
+        app.state.uftp_worker.start()
+
+
+def _worker(request: Request) -> UftpWorker:
+    worker: UftpWorker = request.app.state.uftp_worker
+    return worker.start()
+
+
+def _config() -> UftpConfig:
+    try:
+        return protocol.config()
+    except UftpNotConfiguredError as err:
+        raise HTTPException(503, str(err)) from None
+
+
+# --------------------------------------------------------------------------- the endpoint
+@router.post("/shapeshifter/api/v3/message", include_in_schema=True)
+async def message(request: Request) -> Response:
+    """Receive a UFTP ``SignedMessage``: 200 when accepted for processing (or functionally
+    rejected, the rejection following asynchronously), 400/401/419 for transport errors."""
+    cfg = _config()
+    body = await request.body()
+    sessions = request.app.state.sessions
+    from starlette.concurrency import run_in_threadpool
+
+    def store_it() -> Any:
+        with sessions.begin() as session:
+            return receive(session, body, cfg)
+
+    receipt, _ = await run_in_threadpool(store_it)
+    count("in", receipt.message_type, receipt.outcome)
+    _worker(request).kick()
+    if receipt.http_status != 200:
+        return Response(receipt.reason or "", status_code=receipt.http_status,
+                        media_type="text/plain")
+    return Response(status_code=200)
+
+
+# --------------------------------------------------------------------------- participants
+class ParticipantIn(Spec):
+    domain: str = Field(min_length=4, max_length=253)
+    role: Literal["DSO", "CRO"]
+    public_key: str
+    endpoint: str = Field(max_length=2048)
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if not DOMAIN.fullmatch(value):
+            raise ValueError("must be a lower-case internet domain, e.g. dso.example.com")
+        return value
+
+    @field_validator("public_key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("must be base64 (as `vpp uftp keygen` prints it)") from None
+        if len(raw) != 32:
+            raise ValueError(f"must be a 32-byte Ed25519 public key, got {len(raw)} bytes")
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError("must be an http(s) URL, e.g. https://dso.example.com/shapeshifter/api/v3/message")
+        return value
+
+
+def participant_json(p: UftpParticipant) -> dict[str, Any]:
+    return {"domain": p.domain, "role": p.role, "public-key": p.public_key,
+            "endpoint": p.endpoint, "account": p.account_id, "created": p.created_at.isoformat()}
+
+
+@admin.post("/participants", status_code=201)
+def add_participant(body: ParticipantIn, caller: AdminDep, session: SessionDep) -> dict[str, Any]:
+    """Register a DSO (GOPACS too) or CRO; our offers to it are built from the sites of the
+    caller's account (and its clients)."""
+    try:
+        row = store.add_participant(session, body.domain, body.role, body.public_key,
+                                    body.endpoint, caller.account_id)
+    except repo.RecordExistsError as err:
+        raise HTTPException(409, str(err)) from None
+    return participant_json(row)
+
+
+@admin.get("/participants")
+def list_participants(caller: AdminDep, session: SessionDep) -> list[dict[str, Any]]:
+    return [participant_json(p) for p in store.list_participants(session)]
+
+
+@admin.delete("/participants/{domain}", status_code=204)
+def delete_participant(domain: str, caller: AdminDep, session: SessionDep) -> Response:
+    try:
+        store.delete_participant(session, domain)
+    except repo.RecordNotFoundError as err:
+        raise HTTPException(404, str(err)) from None
+    return Response(status_code=204)
+
+
+# --------------------------------------------------------------------------- messages
+def message_json(m: UftpMessage) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "direction": m.direction,
+        "type": m.type,
+        "message-id": m.message_id,
+        "conversation-id": m.conversation_id,
+        "reference-message-id": m.reference_message_id,
+        "sender-domain": m.sender_domain,
+        "recipient-domain": m.recipient_domain,
+        "congestion-point": m.congestion_point,
+        "status": m.status,
+        "rejection-reason": m.rejection_reason,
+        "duplicate": m.duplicate,
+        "attempts": m.attempts,
+        "next-attempt": m.next_attempt_at.isoformat() if m.next_attempt_at else None,
+        "last-error": m.last_error,
+        "created": m.created_at.isoformat(),
+        "done": m.done_at.isoformat() if m.done_at else None,
+        "xml": m.xml,
+    }
+
+
+@admin.get("/messages")
+def list_messages(
+    caller: AdminDep,
+    session: SessionDep,
+    type: str | None = None,  # the UFTP name, e.g. FlexRequest, D-Prognosis
+    conversation_id: Annotated[str | None, Query(alias="conversation-id")] = None,
+    direction: Literal["in", "out"] | None = None,
+    status: str | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """Stored messages, newest first (``?type=&conversation-id=&direction=&status=``)."""
+    rows = store.list_messages(session, message_type=type, conversation_id=conversation_id,
+                               direction=direction, status=status,
+                               limit=max(1, min(limit, 1000)))
+    return [message_json(m) for m in rows]
+
+
+# --------------------------------------------------------------------------- offers
+def offer_json(o: UftpFlexOffer, session: Session) -> dict[str, Any]:
+    ordered = store.commitment_for_offer(session, o.id) is not None
+    now = utcnow()
+    state = ("ordered" if ordered else "revoked" if o.revoked_at
+             else "expired" if o.expires_at <= now else "open")
+    return {
+        "id": o.id,
+        "message-id": o.message_id,
+        "flex-request-message-id": o.flex_request_message_id,
+        "dso": o.dso_domain,
+        "congestion-point": o.congestion_point,
+        "period": o.period,
+        "start": o.start.isoformat(),
+        "resolution": f"PT{o.resolution_seconds // 60}M",
+        "isps": o.isps,
+        "baseline": {"values": o.baseline, "unit": "kW"},
+        "price": o.price,
+        "currency": o.currency,
+        "expires": o.expires_at.isoformat(),
+        "revoked": o.revoked_at.isoformat() if o.revoked_at else None,
+        "state": state,
+    }
+
+
+def _visible(caller: Any, account_id: int | None) -> bool:
+    return account_id is None or caller.may_see(account_id)
+
+
+@admin.get("/flex-offers")
+def list_offers(caller: AdminDep, session: SessionDep) -> list[dict[str, Any]]:
+    return [offer_json(o, session) for o in store.list_offers(session)
+            if _visible(caller, o.account_id)]
+
+
+@admin.post("/flex-offers/{offer_id}/revoke")
+def revoke_offer(
+    offer_id: int, request: Request, caller: AdminDep, session: SessionDep
+) -> dict[str, Any]:
+    """Revoke an open offer of ours: it is void from now on, and a FlexOfferRevocation goes
+    to the DSO. 409 once it is ordered, revoked or expired."""
+    cfg = _config()
+    try:
+        offer = store.get_offer_by_id(session, offer_id)
+    except repo.RecordNotFoundError:
+        raise HTTPException(404, f"no flex offer {offer_id}") from None
+    if not _visible(caller, offer.account_id):
+        raise HTTPException(404, f"no flex offer {offer_id}")
+    state = offer_json(offer, session)["state"]
+    if state != "open":
+        raise HTTPException(409, f"flex offer {offer_id} is {state}; only open offers are revoked")
+    offer.revoked_at = utcnow()
+    revocation = FlexOfferRevocation(flex_offer_message_id=offer.message_id)
+    message_id = enqueue(session, revocation, offer.dso_domain, cfg, None,
+                         congestion_point=offer.congestion_point)
+    session.flush()
+    body = {**offer_json(offer, session), "revocation-message-id": message_id}
+    session.commit()  # the worker must find the revocation when kicked
+    _worker(request).kick()
+    return body
+
+
+@admin.get("/commitments")
+def list_commitments(caller: AdminDep, session: SessionDep) -> list[dict[str, Any]]:
+    return [commitment_json(c) for c in store.list_commitments(session)
+            if _visible(caller, c.account_id)]
+
+
+def commitment_json(c: UftpCommitment) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "order-message-id": c.order_message_id,
+        "order-reference": c.order_reference,
+        "offer": c.offer_id,
+        "dso": c.dso_domain,
+        "congestion-point": c.congestion_point,
+        "period": c.period,
+        "start": c.start.isoformat(),
+        "end": c.end.isoformat(),
+        "resolution": f"PT{c.resolution_seconds // 60}M",
+        "isps": c.isps,
+        "min-power": {"values": c.lower, "unit": "kW"},
+        "max-power": {"values": c.upper, "unit": "kW"},
+        "price": c.price,
+        "currency": c.currency,
+        "created": c.created_at.isoformat(),
+    }
+
+
+# --------------------------------------------------------------------------- D-Prognosis
+class PrognosisIn(Spec):
+    congestion_point: str = Field(min_length=1)
+    date: date
+    dso: str | None = None
+    time_zone: str = "Europe/Amsterdam"
+    isp_duration: Literal["PT15M", "PT30M", "PT60M"] = "PT15M"
+
+
+def _peer(session: Session, domain: str | None, role: str, field: str) -> UftpParticipant:
+    peers = [p for p in store.list_participants(session) if p.role == role]
+    if domain is not None:
+        peers = [p for p in peers if p.domain == domain]
+        if not peers:
+            raise RequestValidationError.single(field, f"no registered {role} {domain!r}")
+    if len(peers) != 1:
+        raise RequestValidationError.single(
+            field, f"name the {role}: {len(peers)} {role}s are registered"
+        )
+    return peers[0]
+
+
+@admin.post("/d-prognosis", status_code=202)
+def post_d_prognosis(
+    body: PrognosisIn, request: Request, caller: AdminDep, session: SessionDep
+) -> dict[str, Any]:
+    """Send the congestion point's D-Prognosis for ``date`` (its current schedule, with the
+    commitments) to the DSO."""
+    cfg = _config()
+    dso = _peer(session, body.dso, "DSO", "dso")
+    if not ENTITY.fullmatch(body.congestion_point):
+        raise RequestValidationError.single(
+            "congestion-point", "must be a UFTP entity address, e.g. ean.871685900000000001"
+        )
+    try:
+        day = protocol.isp_day(body.date, body.time_zone, body.isp_duration)
+        message_id = flex.prognosis_on_request(session, dso, body.congestion_point, day, cfg)
+    except RejectionError as err:
+        raise RequestValidationError.single("congestion-point", err.reason) from None
+    session.commit()
+    _worker(request).kick()
+    return {"message-id": message_id, "dso": dso.domain, "status": "queued"}
+
+
+# --------------------------------------------------------------------------- CRO
+class PortfolioUpdateIn(Spec):
+    cro: str | None = None
+    start_period: date
+    end_period: date | None = None
+
+
+class PortfolioQueryIn(Spec):
+    cro: str | None = None
+    period: date
+
+
+def _connections(session: Session, caller: Any) -> list[str]:
+    """Our connections' entity addresses (``ean.<EAN>``) from the stored sites' EANs."""
+    out = []
+    for site in session.query(Site).filter(Site.account_id.in_(list(caller.visible))):
+        if site.ean:
+            address = site.ean if site.ean.startswith(("ean.", "ea1.")) else f"ean.{site.ean}"
+            if ENTITY.fullmatch(address):
+                out.append(address)
+    return sorted(set(out))
+
+
+@admin.post("/agr-portfolio-update", status_code=202)
+def post_agr_portfolio_update(
+    body: PortfolioUpdateIn, request: Request, caller: AdminDep, session: SessionDep
+) -> dict[str, Any]:
+    """Tell the CRO the connections we represent (every stored site with an EAN)."""
+    cfg = _config()
+    cro = _peer(session, body.cro, "CRO", "cro")
+    addresses = _connections(session, caller)
+    if not addresses:
+        raise RequestValidationError.single("cro", "no site of yours has a connection EAN")
+    end = protocol.xml_date(body.end_period) if body.end_period else None
+    update = AgrPortfolioUpdate(connections=[
+        AgrPortfolioUpdateConnection(entity_address=a, start_period=protocol.xml_date(
+            body.start_period), end_period=end) for a in addresses])
+    message_id = enqueue(session, update, cro.domain, cfg, None)
+    session.commit()
+    _worker(request).kick()
+    return {"message-id": message_id, "cro": cro.domain, "connections": addresses,
+            "status": "queued"}
+
+
+@admin.post("/agr-portfolio-query", status_code=202)
+def post_agr_portfolio_query(
+    body: PortfolioQueryIn, request: Request, caller: AdminDep, session: SessionDep
+) -> dict[str, Any]:
+    """Ask the CRO which DSOs and congestion points our connections are at on ``period``;
+    its AGRPortfolioQueryResponse is stored (``GET /messages?type=AGRPortfolioQueryResponse``)."""
+    cfg = _config()
+    cro = _peer(session, body.cro, "CRO", "cro")
+    query = AgrPortfolioQuery(period=protocol.xml_date(body.period))
+    message_id = enqueue(session, query, cro.domain, cfg, None)
+    session.commit()
+    _worker(request).kick()
+    return {"message-id": message_id, "cro": cro.domain, "status": "queued"}
+
+
+# --------------------------------------------------------------------------- Metering
+class MeteringIn(Spec):
+    site: int
+    sensor: int
+    date: date
+    dso: str | None = None
+    time_zone: str = "Europe/Amsterdam"
+    isp_duration: Literal["PT15M", "PT30M", "PT60M"] = "PT15M"
+
+
+@admin.post("/metering", status_code=202)
+def post_metering(
+    body: MeteringIn, request: Request, caller: AdminDep, session: SessionDep
+) -> dict[str, Any]:
+    """Send a connection's metered power for ``date`` to the DSO (UFTP Metering, a Power
+    profile in kW per ISP): the mean of the stored ``sensor`` (kW) over each ISP; the site's
+    EAN is the meter's. Every ISP needs values."""
+    cfg = _config()
+    dso = _peer(session, body.dso, "DSO", "dso")
+    site = visible_site(session, caller, body.site)
+    sensor = visible_sensor(session, caller, body.sensor)
+    digits = (site.ean or "").removeprefix("ean.")
+    if not re.fullmatch(r"[0-9]{18}", digits):
+        raise RequestValidationError.single("site", "the site needs an 18-digit connection EAN")
+    try:
+        day = protocol.isp_day(body.date, body.time_zone, body.isp_duration)
+    except RejectionError as err:
+        raise RequestValidationError.single("time-zone", err.reason) from None
+    values = metered_means(session, sensor, day)
+    missing = [k + 1 for k, v in enumerate(values) if v is None]
+    if missing:
+        raise RequestValidationError.single(
+            "sensor", f"no values for {len(missing)} ISPs (first: ISP {missing[0]})"
+        )
+    revision = store.count_outbound(session, "Metering", digits, day.period.isoformat()) + 1
+    metering = Metering(
+        profiles=[MeteringProfile(
+            profile_type=MeteringProfileEnum.POWER, unit=MeteringUnit.K_W,
+            isps=[MeteringISP(start=k + 1, value=Decimal(f"{v:.3f}"))
+                  for k, v in enumerate(values)])],
+        revision=revision,
+        isp_duration=protocol.xml_duration(day.resolution),
+        time_zone=day.time_zone,
+        period=protocol.xml_date(day.period),
+        ean=f"E{digits}",
+    )
+    message_id = enqueue(session, metering, dso.domain, cfg, None, congestion_point=digits)
+    session.commit()
+    _worker(request).kick()
+    return {"message-id": message_id, "dso": dso.domain, "revision": revision, "status": "queued"}
+
+
+def metered_means(session: Session, sensor: Any, day: protocol.IspDay) -> list[float | None]:
+    """The mean of the sensor's latest values within each ISP of ``day`` (None: no value)."""
+    series = repo.read_time_series(session, sensor, day.start, day.end)
+    sums = [0.0] * day.count
+    counts = [0] * day.count
+    instants = pd.DatetimeIndex(series.index).to_pydatetime()
+    for when, value in zip(instants, series.to_numpy(), strict=True):
+        k = int((when - day.start) / day.resolution)
+        if 0 <= k < day.count:
+            sums[k] += float(value)
+            counts[k] += 1
+    return [s / n if n else None for s, n in zip(sums, counts, strict=True)]

@@ -1,0 +1,85 @@
+"""The UFTP main flow against ``vpp serve`` (Ray Serve, SQLite): a real DSO peer from
+shapeshifter-uftp sends a FlexRequest and orders the FlexOffer; the schedule stored by the
+Serve replica keeps the ordered limits (checked as in ``tests/test_uftp.py``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uftp_peer as peer
+from db_fixtures import fresh_database
+from test_uftp import ADMIN_TOKEN, ENV, Agr, flex_flow, no_dns  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+pytest_plugins = ["db_fixtures"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agr]:
+    from ray import serve
+
+    from api.serve import deploy
+    from store import make_engine, session_factory, upgrade
+    from store import repository as repo
+    from vpp.settings import get_settings
+
+    saved = {k: os.environ.get(k) for k in (*ENV, "VPP_DATABASE_URL", "VPP_DATA_DIR")}
+    agr_key, agr_public = peer.keypair()
+    dso_key, dso_public = peer.keypair()
+    directory = tmp_path_factory.mktemp("uftp-serve")
+    with fresh_database("sqlite", directory) as url:
+        os.environ.update({"VPP_UFTP_DOMAIN": peer.AGR_DOMAIN, "VPP_UFTP_SIGNING_KEY": agr_key,
+                           "VPP_UFTP_RETRY_MAX": "1", "VPP_UFTP_MARGIN": "0",
+                           "VPP_DATABASE_URL": url, "VPP_DATA_DIR": str(directory)})
+        get_settings.cache_clear()
+        engine = make_engine(url)
+        upgrade(engine)
+        with session_factory(engine).begin() as session:
+            repo.ensure_admin(session, token=ADMIN_TOKEN)
+        engine.dispose()
+        port = peer.free_port()
+        serve.shutdown()  # a Serve another module started would keep its own HTTP port
+        deploy("127.0.0.1", port)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        admin = httpx.Client(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60)
+        dso_port = peer.free_port()
+        peer.setup_agr(base, admin, dso_public, dso_port)
+        yield Agr(base, url, admin, agr_key, agr_public, dso_key, dso_public, dso_port, port,
+                  peer.next_full_day())
+        admin.close()
+        serve.shutdown()
+        _stop_runner(url)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    get_settings.cache_clear()
+
+
+def _stop_runner(url: str) -> None:
+    import contextlib
+
+    import ray
+
+    from actors.jobs import NAMESPACE, runner_name
+
+    with contextlib.suppress(ValueError):  # no runner: nothing to stop
+        ray.kill(ray.get_actor(runner_name(url), namespace=NAMESPACE), no_restart=True)
+
+
+def test_flex_request_offer_order_on_serve(served: Agr) -> None:
+    with served.dso() as dso:
+        flex_flow(served, dso)
