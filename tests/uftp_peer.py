@@ -11,19 +11,16 @@ import time
 import uuid
 from base64 import b64encode
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import numpy as np
-import uvicorn
 from conftest import price_curve
-from fastapi import FastAPI, Request, Response
 from nacl.bindings import crypto_sign_keypair
 from reference import portfolio_reference
-from shapeshifter_uftp import ShapeshifterDsoService, transport
+from shapeshifter_uftp import ShapeshifterDsoService
 from shapeshifter_uftp.uftp import (
     AvailableRequested,
     FlexOffer,
@@ -31,9 +28,7 @@ from shapeshifter_uftp.uftp import (
     FlexOrderISP,
     FlexRequest,
     FlexRequestISP,
-    SignedMessage,
 )
-from starlette.concurrency import run_in_threadpool
 from xsdata.models.datatype import XmlDate, XmlDuration
 
 AGR_DOMAIN = "agr.vpp-test.org"
@@ -166,35 +161,17 @@ class DsoPeer(ShapeshifterDsoService):
         self.arrived = threading.Condition()
         self.agr_public = agr_public
         self.agr_endpoint = f"http://127.0.0.1:{agr_port}{PATH}"
-        # ShapeshifterService.__init__ without its HTTP route: the package binds it with
-        # fastapi-xml, which does not run on the installed FastAPI. The route below hands the
-        # parsed SignedMessage to the package's own _receive_message (verification, routing,
-        # processing), so everything but the HTTP binding is the package's.
-        self.version = "3.1.0"
-        self.sender_domain = DSO_DOMAIN
-        self.signing_key = signing_key
-        self.key_lookup_function = self._key
-        self.endpoint_lookup_function = self._endpoint
-        self.oauth_lookup_function = None
-        self.app = FastAPI()
-        self.app.add_api_route(PATH, self._http, methods=["POST"])
-        self.server = uvicorn.Server(
-            uvicorn.Config(app=self.app, host="127.0.0.1", port=port, log_level="warning")
+        # the package's own service: its HTTP route, verification, routing and processing;
+        # only the key and endpoint lookups are ours (from the test, never DNS)
+        super().__init__(
+            sender_domain=DSO_DOMAIN,
+            signing_key=signing_key,
+            key_lookup_function=self._key,
+            endpoint_lookup_function=self._endpoint,
+            host="127.0.0.1",
+            port=port,
+            path=PATH,
         )
-        self.server_thread = None
-        self.inbound_executor = ThreadPoolExecutor(max_workers=4)
-        self.outbound_executor = ThreadPoolExecutor(max_workers=4)
-
-    async def _http(self, request: Request) -> Response:
-        body = await request.body()
-        try:
-            signed = transport.from_xml(body)
-        except Exception:
-            return Response(status_code=400)
-        if not isinstance(signed, SignedMessage):
-            return Response(status_code=400)
-        response: Response = await run_in_threadpool(self._receive_message, signed)
-        return response
 
     def _key(self, domain: str, role: str) -> str | None:
         return self.agr_public if (domain, str(role)) == (AGR_DOMAIN, "AGR") else None
