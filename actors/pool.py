@@ -3,7 +3,7 @@
 Sites are grouped into shards: one actor per site while the portfolio has at most
 ``one_per_site_max`` sites (default 16), otherwise ``shards`` actors (default: one per
 CPU of the cluster) of about equal size. Each call launches every shard's ``.remote()`` first,
-then waits once (``ray.wait`` with a deadline) for all of them:
+then gathers the answers (``ray.wait``) until a deadline:
 
 * a shard that misses the deadline is *degraded* for that call: its sites keep their last
   power (x-update) or their own schedule (final step) and are named in the result;
@@ -15,10 +15,13 @@ then waits once (``ray.wait`` with a deadline) for all of them:
   their deadline, so its sites are re-run rather than left at their first schedule; after
   ``restart_grace`` seconds down a shard is no longer waited for (one attempt per call).
 
-Shards are spread over the cluster's nodes (``SPREAD``). Their constructor arguments are
-put in the object store by the pool, which holds the references for the pool's lifetime: Ray
-re-reads them to restart an actor, and would otherwise have released them after the first
-start (ray-project/ray#53727), so a restart after a node loss would fail.
+Shards are spread over the cluster's nodes (``SPREAD``, best effort: Ray balances them but
+does not promise an even split; soft node affinities were honoured less often than that on
+Ray 2.60, and hard ones would stop a restart elsewhere). A restart after a node loss lands
+on a live node. Their constructor arguments are put in the object store by
+the pool, which holds the references for the pool's lifetime: Ray re-reads them to restart
+an actor, and would otherwise have released them after the first start
+(ray-project/ray#53727), so a restart after a node loss would fail.
 
 The coordinator therefore never waits longer than the deadline for any call.
 """
@@ -85,8 +88,7 @@ class RayPool:
                 max_task_retries=0,
                 num_cpus=0,  # shards share the CPUs; Ray must not serialise them by CPU count
                 resources=self.options.resources or {},
-                # over the nodes of a cluster (zero-CPU actors would all pack onto the
-                # coordinator's node); a restart after a node loss lands on a live one
+                # zero-CPU actors would all pack onto the coordinator's node
                 scheduling_strategy="SPREAD",
             ).remote(*args)
             for args in self._args

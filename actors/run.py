@@ -38,10 +38,11 @@ def ensure_ray(address: str | None = None, **init_kwargs: Any) -> None:
 def start_coordinator(checkpoint_dir: str | None = None) -> Any:
     """A coordinator on the caller's node (the head, for a driver there; it needs no CPU,
     so Ray would put it on any node): losing a worker node must not take the job's
-    coordinator with it. ``soft``: if that node is gone, Ray restarts it elsewhere."""
+    coordinator with it. A hard affinity (a soft one was not honoured for zero-CPU actors,
+    Ray 2.60): if the caller's node dies the job fails with a clear error."""
     remote: Any = ray.remote(Coordinator)
     directory = checkpoint_dir or str(get_settings().data_dir / "checkpoints")
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     return remote.options(
         max_restarts=1, max_task_retries=1, max_concurrency=4, num_cpus=0, scheduling_strategy=here
     ).remote(directory)

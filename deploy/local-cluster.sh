@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real two-node Ray cluster on one machine, on loopback, for trying multi-node vpp locally.
+# A real two-node Ray cluster on one machine (joined at 127.0.0.1), for trying multi-node vpp.
 #
 #   deploy/local-cluster.sh start    head + one worker node; prints the line to join it:
 #                                    `export RAY_ADDRESS=127.0.0.1:<port> RAY_AUTH_MODE=token`
@@ -141,7 +141,7 @@ start() {
   local tmp
   tmp=$(mktemp -d /tmp/vpp-ray-XXXXXX)
   local ports
-  mapfile -t ports < <(free_ports 8)
+  mapfile -t ports < <(free_ports 7)
   local port=${ports[0]} dashboard=${ports[1]} client=${ports[2]} head_metrics=${ports[3]}
   local worker_metrics=${ports[4]} head_agent=${ports[5]} worker_agent=${ports[6]}
   local began=$SECONDS

@@ -33,6 +33,9 @@ DRIVER = REPO / "tests" / "multinode_driver.py"
 SITES = 200
 SHARDS = 4  # the cluster's CPUs (2 per node); pinned, so one node computes the same
 ITERATIONS = 10
+# SPREAD is best effort (4 shards: 2/2 or 3/1 seen, never 4/0); 8 make the worker's share
+# all but certain, and the test checks it
+KILL_SHARDS = 8
 JOB_TIMEOUT = 300  # seconds any driver may take before the test fails (never a hang)
 
 
@@ -81,9 +84,10 @@ def _driver_env(tmp: Path, state: dict[str, str] | None) -> dict[str, str]:
 def _driver_args(request: Path, out: Path, **options: Any) -> list[str]:
     args = [sys.executable, str(DRIVER), str(request), str(out), "--shards", str(SHARDS)]
     args += ["--max-iterations", str(options.get("iterations", ITERATIONS))]
-    for key in ("deadline", "progress"):
+    args[args.index("--shards") + 1] = str(options.get("shards", SHARDS))
+    for key in ("deadline", "progress", "expect_dead"):
         if key in options:
-            args += [f"--{key}", str(options[key])]
+            args += [f"--{key.replace('_', '-')}", str(options[key])]
     return args
 
 
@@ -171,7 +175,15 @@ def test_worker_node_loss_mid_job_ends_feasible(
     log = tmp_path / "driver.log"  # a file, not a pipe: a full pipe would block the driver
     with log.open("w") as stderr:
         driver = subprocess.Popen(
-            _driver_args(request_file, out, iterations=12, deadline=30, progress=progress),
+            _driver_args(
+                request_file,
+                out,
+                shards=KILL_SHARDS,
+                iterations=12,
+                deadline=30,
+                progress=progress,
+                expect_dead=cluster["WORKER_NODE_ID"],
+            ),
             env=_driver_env(tmp_path, cluster),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
@@ -198,7 +210,7 @@ def test_worker_node_loss_mid_job_ends_feasible(
     # sites of the shards on the lost node were re-run on the head (restarted shards) or
     # are named as degraded; no other site is degraded
     sites = [s["id"] for s in json.loads(request_file.read_text())["sites"]]
-    size = -(-SITES // SHARDS)
+    size = -(-SITES // KILL_SHARDS)
     lost = {
         sites[i]
         for k, node in enumerate(body["shard_nodes"])

@@ -26,7 +26,9 @@ def _default_database_url(data: dict[str, Any]) -> str:
 class Settings(BaseSettings):
     """vpp configuration. Every field can be set as ``VPP_<FIELD_NAME>`` (case-insensitive)."""
 
-    model_config = SettingsConfigDict(env_prefix="VPP_", extra="ignore")
+    # env_ignore_empty: manifests pass unset secrets as "" (Ray expands ${NAME} to ""), which
+    # must mean "not configured", not an empty domain or key
+    model_config = SettingsConfigDict(env_prefix="VPP_", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = Field(default_factory=_default_data_dir)
     """Where vpp keeps local state (not created until something writes there)."""
