@@ -49,11 +49,9 @@ def portfolio_for_connections(
     site of these accounts.
     """
     sites = matching_sites(session, account_ids, congestion_point=congestion_point, eans=eans)
-    names = [s.name for s in sites]
-    entries = []
-    for site in sites:
-        entry_id = site.name if names.count(site.name) == 1 else f"{site.name}@{site.account_id}"
-        entries.append({"id": entry_id, **site_as_request(site)})
+    entries = [
+        {"id": entry_id, **site_as_request(site)} for entry_id, site in entry_ids(sites).items()
+    ]
     body: dict[str, Any] = {
         "start": start.isoformat() if isinstance(start, datetime) else start,
         "duration": iso_duration(duration) if isinstance(duration, timedelta) else duration,
@@ -71,6 +69,15 @@ def portfolio_for_connections(
         f"congestion point {congestion_point}" if congestion_point else f"{len(eans or [])} EANs",
     )
     return expand_sensors(session, viewer, body)
+
+
+def entry_ids(sites: list[Site]) -> dict[str, Site]:
+    """The portfolio entry id of each site: its name, or ``name@account`` where two accounts
+    use the same name."""
+    names = [s.name for s in sites]
+    return {
+        (s.name if names.count(s.name) == 1 else f"{s.name}@{s.account_id}"): s for s in sites
+    }
 
 
 def matching_sites(

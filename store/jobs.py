@@ -69,7 +69,7 @@ def run_site_job(
         raise
     result = schedule.to_json()
     with sessions.begin() as session:
-        _save_schedules(
+        save_site_schedules(
             session, session.get(Site, site_id), repo.get_job(session, job_id), schedule
         )
         repo.set_job_status(session, job_id, "finished", result=result)
@@ -77,7 +77,7 @@ def run_site_job(
     return StoredRun(job_id, schedule, problem)
 
 
-def _save_schedules(session: Session, site: Any, job: Any, schedule: SiteSchedule) -> None:
+def save_site_schedules(session: Session, site: Any, job: Any, schedule: SiteSchedule) -> None:
     """One schedule row per device and one for the site's net power (``device_name`` None)."""
     series = [*schedule.device_power.items(), (None, schedule.site_power)]
     for name, power in series:
@@ -170,7 +170,7 @@ def _finish(
         if job.status != "running":  # cancelled meanwhile: keep it so
             return str(job.status)
         if schedule is not None:
-            _save_schedules(session, None, job, schedule)
+            save_site_schedules(session, None, job, schedule)
         repo.set_job_status(session, job_id, status, **fields)
     logger.info("job %s %s", job_id, status)
     return status

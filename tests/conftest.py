@@ -109,3 +109,20 @@ def ray_session() -> Iterator[None]:
              logging_level="WARNING")
     yield
     ray.shutdown()
+
+
+def wait_until_healthy(base: str, seconds: float) -> None:
+    """Poll ``GET /api/v1/health`` until it answers 200 (a Serve deployment coming up)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{base} did not become healthy within {seconds} s")

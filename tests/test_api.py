@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from conftest import wait_until_healthy
 from db_fixtures import fresh_database
 from sqlalchemy import create_engine, text
 
@@ -107,14 +108,7 @@ def api(request: pytest.FixtureRequest, serve_port: int, tmp_path_factory: pytes
     with fresh_database(request.param, directory) as url:
         _deploy(url, serve_port, directory)
         base = f"http://127.0.0.1:{serve_port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        wait_until_healthy(base, 60)
         yield Api(base, url)
         _stop_runner(url)
 

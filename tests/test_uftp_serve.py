@@ -5,12 +5,12 @@ Serve replica keeps the ordered limits (checked as in ``tests/test_uftp.py``).""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import uftp_peer as peer
+from conftest import wait_until_healthy
 from db_fixtures import fresh_database
 from test_uftp import ADMIN_TOKEN, ENV, Agr, flex_flow, no_dns  # noqa: F401
 
@@ -45,14 +45,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agr]:
         serve.shutdown()  # a Serve another module started would keep its own HTTP port
         deploy("127.0.0.1", port)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        wait_until_healthy(base, 120)
         admin = httpx.Client(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60)
         dso_port = peer.free_port()
         peer.setup_agr(base, admin, dso_public, dso_port)

@@ -59,6 +59,7 @@ from api.uftp.protocol import IspDay, RejectionError, UftpConfig
 from api.uftp.verify import enqueue, queue_response
 from store import repository as repo
 from store import uftp as store
+from store.jobs import save_site_schedules
 from store.tables import Account, Site, UftpCommitment, UftpFlexOffer, UftpParticipant, utcnow
 from vpp.errors import InfeasibleError, NotFoundError, RequestValidationError, VppError
 from vpp.flexibility import PowerLimits, baseline, limits_commitment, quote
@@ -352,24 +353,12 @@ def store_schedules(
     account = session.get(Account, account_id) if account_id is not None else None
     job = repo.create_job(session, "portfolio", portfolio.request, account=account)
     repo.set_job_status(session, job.id, "running")
-    names = [s.name for s in portfolio.sites]
-    by_entry = {
-        (s.name if names.count(s.name) == 1 else f"{s.name}@{s.account_id}"): s
-        for s in portfolio.sites
-    }
+    from api.congestion import entry_ids
+
+    by_entry = entry_ids(portfolio.sites)
     for entry_id, schedule in zip(result.site_ids, result.schedules, strict=True):
         site = by_entry[entry_id]
-        for name, power in [*schedule.device_power.items(), (None, schedule.site_power)]:
-            repo.save_schedule(
-                session,
-                site=site,
-                job=job,
-                device_name=name,
-                start=result.horizon.start,
-                resolution=result.horizon.resolution,
-                values=[float(v) for v in power],
-                unit="kW",
-            )
+        save_site_schedules(session, site, job, schedule)
     body = result.to_json()
     body["portfolio"]["congestion-point"] = portfolio.congestion_point
     repo.set_job_status(session, job.id, "finished", result=body)
