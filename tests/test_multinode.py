@@ -1,6 +1,8 @@
 """Multi-node on one machine: a real two-node Ray cluster (deploy/local-cluster.sh) runs a
 portfolio of 200 homes under a congestion limit with its site shards on both nodes, to the
-same cost as one node; losing the worker node mid-job still ends in a feasible result.
+same cost as one node; `vpp portfolio` and `vpp serve` join it through RAY_ADDRESS (the
+API's portfolio job runs on it); losing the worker node mid-job still ends in a feasible
+result.
 
 The jobs run in driver subprocesses (tests/multinode_driver.py, what ``vpp portfolio`` runs):
 this process holds the session's local Ray, and one process cannot join a second cluster.
@@ -22,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -151,6 +154,75 @@ def test_shards_on_both_nodes_cost_as_on_one(
     assert two["result"]["portfolio"]["cost"]["value"] == pytest.approx(
         one["result"]["portfolio"]["cost"]["value"], rel=1e-6
     )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(base: str, serve: subprocess.Popen[bytes], log: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while time.monotonic() < deadline:
+        assert serve.poll() is None, log.read_text()[-3000:]
+        try:
+            ready = httpx.get(f"{base}/api/v1/ready", timeout=5)
+            if ready.status_code == 200:
+                return dict(ready.json())
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"vpp serve on the cluster not ready within {JOB_TIMEOUT} s")
+
+
+def test_vpp_portfolio_and_vpp_serve_join_through_ray_address(
+    cluster: dict[str, str], tmp_path: Path
+) -> None:
+    """The two commands users run join the cluster by ``RAY_ADDRESS`` alone."""
+    small = tmp_path / "small.json"
+    small.write_text(json.dumps(mixed_portfolio(20, seed=5)))
+    env = _driver_env(tmp_path, cluster)
+    out = tmp_path / "cli.json"
+    done = subprocess.run(
+        ["vpp", "portfolio", str(small), "-o", str(out)],
+        env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT, cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    _check_feasible(json.loads(out.read_text()), small)
+
+    port, token = _free_port(), "vpp_multinode-admin-token"
+    env |= {"VPP_DATABASE_URL": f"sqlite:///{tmp_path}/vpp.db", "VPP_ADMIN_TOKEN": token}
+    log = tmp_path / "serve.log"
+    with log.open("w") as sink:
+        serve = subprocess.Popen(
+            ["vpp", "serve", "--port", str(port)], env=env, stdout=sink, stderr=sink, cwd=REPO
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        ready = _wait_ready(base, serve, log)
+        assert ready["checks"] == {"database": "ok", "ray": "ok", "runner": "ok"}
+        api = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        body = json.loads(small.read_text())
+        posted = api.post(f"{base}/api/v1/scheduling-job/portfolio", json=body)
+        assert posted.status_code == 202, posted.text
+        deadline = time.monotonic() + JOB_TIMEOUT
+        while (job := api.get(f"{base}/api/v1/scheduling-job/{posted.json()['job']}").json())[
+            "status"
+        ] in ("queued", "running"):
+            assert time.monotonic() < deadline, f"job not done within {JOB_TIMEOUT} s: {job}"
+            time.sleep(0.5)
+        assert job["status"] == "finished", job
+        _check_feasible(job["result"], small)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            serve.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            serve.wait()
 
 
 def _wait_for_iterations(progress: Path, driver: subprocess.Popen[str], count: int) -> None:
