@@ -190,7 +190,11 @@ def quote(
     except InfeasibleError as err:
         # a step no combination of site powers can meet is named by the pre-check; else
         # the energy over the day does not fit and the least-excess LP says where and how much
-        return refuse(err.message if err.time is not None else None)
+        if err.time is None:
+            return refuse(None)
+        # the pre-check names the family the limits became (commitment-limit); a DSO asked
+        # for limits, so say that first
+        return refuse(f"the requested limits cannot be met: {err.message}")
     flexed_power = flexed.power
     flexed_cost = flexed.cost
     return FlexQuote(
