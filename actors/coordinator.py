@@ -2,13 +2,16 @@
 
 It keeps each job's progress (iteration, residuals, rho, objective) readable while the job
 runs (:meth:`Coordinator.progress`, a threaded actor so reads do not wait for the run) and
-checkpoints the iteration state to ``<checkpoint_dir>/<job_id>.npz`` after every iteration.
-If the coordinator dies, Ray restarts it and retries ``run`` (``max_task_retries``); the
-retried run finds the checkpoint and resumes from the last completed iteration.
+checkpoints the iteration state after every iteration, under the job id, to a
+:class:`CheckpointStore`: the database (API jobs: ``database_url``, table
+``admm_checkpoints``, so a coordinator restarted on any node finds it) or a directory
+(``<checkpoint_dir>/<job_id>.npz``; the ``vpp portfolio`` CLI). If the coordinator dies, Ray
+restarts it and retries ``run`` (``max_task_retries``); the retried run finds the checkpoint
+and resumes from the last completed iteration.
 
-A finished job leaves its final state under ``<checkpoint_dir>/warm/<portfolio key>.npz``
-(key: the site ids and the number of steps); the next job of the same portfolio starts its
-iterations from it (warm start) unless ``warm_start=False``.
+A finished job leaves its final state under the key ``warm/<portfolio key>`` (key: the site
+ids and the number of steps); the next job of the same portfolio starts its iterations from
+it (warm start) unless ``warm_start=False``.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -32,9 +36,90 @@ from vpp.telemetry import span_from
 logger = logging.getLogger(__name__)
 
 
+class CheckpointStore(Protocol):
+    """Where the coordinator keeps ADMM states (``AdmmState.to_bytes()``) by key: a job id,
+    or ``warm/<portfolio key>``. A save replaces the key's state atomically: a crash leaves
+    the previous state or the new one, never part of one."""
+
+    def save(self, key: str, data: bytes) -> None: ...
+
+    def load(self, key: str) -> bytes | None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class DirectoryStore:
+    """States as files ``<directory>/<key>.npz`` (written to a temporary file, then renamed)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.npz"
+
+    def save(self, key: str, data: bytes) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # per-process temporary name: two coordinators may write the same warm key at once
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+
+    def load(self, key: str) -> bytes | None:
+        path = self.path(key)
+        return path.read_bytes() if path.exists() else None
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+
+class DatabaseStore:
+    """States in the database's ``admm_checkpoints`` table, one transaction per call. The
+    engine is made on first use, in the process that uses it (the coordinator actor's):
+    engines and their connections do not survive pickling to another process."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self._sessions: Any = None
+        self._lock = threading.Lock()
+
+    def _factory(self) -> Any:
+        with self._lock:
+            if self._sessions is None:
+                from store import make_engine, session_factory
+
+                self._sessions = session_factory(make_engine(self.database_url))
+            return self._sessions
+
+    def save(self, key: str, data: bytes) -> None:
+        from store import checkpoints
+
+        with self._factory().begin() as session:
+            checkpoints.save(session, key, data)
+
+    def load(self, key: str) -> bytes | None:
+        from store import checkpoints
+
+        with self._factory().begin() as session:
+            return checkpoints.load(session, key)
+
+    def delete(self, key: str) -> None:
+        from store import checkpoints
+
+        with self._factory().begin() as session:
+            checkpoints.delete(session, key)
+
+
 class Coordinator:
-    def __init__(self, checkpoint_dir: str | None = None) -> None:
+    def __init__(self, checkpoint_dir: str | None = None, database_url: str | None = None) -> None:
+        """Checkpoints go to the database at ``database_url`` if given, else under
+        ``checkpoint_dir``; with neither the coordinator keeps none (no resume, no warm start)."""
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.store: CheckpointStore | None = None
+        if database_url:
+            self.store = DatabaseStore(database_url)
+        elif self.checkpoint_dir is not None:
+            self.store = DirectoryStore(self.checkpoint_dir)
         self._progress: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -77,15 +162,16 @@ class Coordinator:
                 )
             except Exception as err:
                 self._set(job_id, status="failed", error=str(err))
+                # a failed (or cancelled) job is final: nothing will resume it; only a
+                # coordinator that dies mid-run leaves its checkpoint for the retry
+                self._drop_checkpoint(job_id)
                 raise
             finally:
                 pool.shutdown()
             self._set(job_id, status="finished")
             self._drop_checkpoint(job_id)
-            warm = self._warm_path(portfolio)
-            if warm is not None and result.admm_state is not None:
-                warm.parent.mkdir(parents=True, exist_ok=True)
-                result.admm_state.save(warm)
+            if self.store is not None and result.admm_state is not None:
+                self.store.save(warm_key(portfolio), result.admm_state.to_bytes())
             body = result.to_json()
             body["portfolio"]["warm-start"] = bool(self._progress[job_id].get("warm"))
             return body
@@ -109,49 +195,44 @@ class Coordinator:
             entry["iteration"] = progress.iteration
             entry.setdefault("history", []).append(asdict(progress))
 
-    def _path(self, job_id: str) -> Path | None:
-        return self.checkpoint_dir / f"{job_id}.npz" if self.checkpoint_dir else None
-
     def _checkpoint(self, job_id: str, state: AdmmState) -> None:
-        path = self._path(job_id)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            state.save(path)
+        if self.store is not None:
+            self.store.save(job_id, state.to_bytes())
 
     def _resume(self, job_id: str) -> AdmmState | None:
-        path = self._path(job_id)
-        if path is None or not path.exists():
+        data = self.store.load(job_id) if self.store is not None else None
+        if data is None:
             return None
-        state = AdmmState.load(path)
+        state = AdmmState.from_bytes(data)
         logger.info("job %s resumes from its checkpoint at iteration %d", job_id, state.iteration)
         return state
 
-    def _warm_path(self, portfolio: PortfolioRequest) -> Path | None:
-        if self.checkpoint_dir is None:
-            return None
-        key = hashlib.sha256(
-            json.dumps([[s.id for s in portfolio.sites], portfolio.horizon.steps]).encode()
-        ).hexdigest()[:20]
-        return self.checkpoint_dir / "warm" / f"{key}.npz"
-
     def _warm(self, portfolio: PortfolioRequest) -> AdmmState | None:
         """The last finished state of the same portfolio, restarted at iteration 0."""
-        path = self._warm_path(portfolio)
-        if path is None or not path.exists():
+        key = warm_key(portfolio)
+        data = self.store.load(key) if self.store is not None else None
+        if data is None:
             return None
-        state = AdmmState.load(path)
+        state = AdmmState.from_bytes(data)
         if state.x.shape != (len(portfolio.sites), portfolio.horizon.steps):
             return None
-        logger.info("warm start from %s", path)
+        logger.info("warm start from %s", key)
         # start from yesterday's powers and prices, not its rho: residual balancing grew it
         # for yesterday's end game, which slows today's start (measured: 4x the iterations)
         rho = initial_rho(price_scale(portfolio), state.x)
         return AdmmState(0, rho, state.x, state.zbar, state.u * state.rho / rho)
 
     def _drop_checkpoint(self, job_id: str) -> None:
-        path = self._path(job_id)
-        if path is not None:
-            path.unlink(missing_ok=True)
+        if self.store is not None:
+            self.store.delete(job_id)
+
+
+def warm_key(portfolio: PortfolioRequest) -> str:
+    """The warm-start key of a portfolio: a hash of its site ids and its number of steps."""
+    digest = hashlib.sha256(
+        json.dumps([[s.id for s in portfolio.sites], portfolio.horizon.steps]).encode()
+    ).hexdigest()[:20]
+    return f"warm/{digest}"
 
 
 def price_scale(portfolio: PortfolioRequest) -> float:

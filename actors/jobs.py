@@ -4,7 +4,8 @@ and runs them (single sites in its own threads, portfolios through a coordinator
 Nothing is lost on a crash: a job is only ever ``queued`` (in the database) or claimed by a
 runner. When a runner starts (also after Ray restarted it), jobs still marked ``running``
 belonged to a runner that died: they are queued again, or failed after three attempts; a
-requeued portfolio job resumes from its coordinator checkpoint.
+requeued portfolio job resumes from its coordinator checkpoint, which is in the same database
+(table ``admm_checkpoints``), so the coordinator may run on any node.
 
 The runner reports the metrics of :mod:`actors.metrics` about jobs: the queued and running
 counts of its database, and each job's outcome and duration.
@@ -35,13 +36,11 @@ COUNT_SECONDS = 2.0  # how often the runner reports the queued and running jobs
 
 
 class JobRunner:
-    def __init__(
-        self, database_url: str, workers: int = 2, checkpoint_dir: str | None = None
-    ) -> None:
+    def __init__(self, database_url: str, workers: int = 2) -> None:
         engine = make_engine(database_url)
         upgrade(engine)
+        self.database_url = database_url
         self.sessions = session_factory(engine)
-        self.checkpoint_dir = checkpoint_dir
         with self.sessions.begin() as session:
             requeued, failed = repo.requeue_unfinished(session)
         if requeued or failed:
@@ -100,7 +99,7 @@ class JobRunner:
     def _portfolio(self, request: dict[str, Any], job_id: str, on_progress: Any) -> dict[str, Any]:
         from actors.run import start_coordinator
 
-        coordinator = start_coordinator(self.checkpoint_dir)
+        coordinator = start_coordinator(database_url=self.database_url)
         try:
             return run_portfolio(
                 request, job_id=job_id, coordinator=coordinator, on_progress=on_progress
@@ -114,7 +113,7 @@ def runner_name(database_url: str) -> str:
     return f"{RUNNER_NAME}-{hashlib.sha256(database_url.encode()).hexdigest()[:10]}"
 
 
-def get_runner(database_url: str, checkpoint_dir: str | None = None) -> Any:
+def get_runner(database_url: str) -> Any:
     """The job runner for ``database_url``, started if it is not running yet."""
     remote: Any = ray.remote(JobRunner)
     return remote.options(
@@ -126,4 +125,4 @@ def get_runner(database_url: str, checkpoint_dir: str | None = None) -> Any:
         max_task_retries=0,
         max_concurrency=8,
         num_cpus=0,
-    ).remote(database_url, int(os.environ.get("VPP_RUNNER_WORKERS", "4")), checkpoint_dir)
+    ).remote(database_url, int(os.environ.get("VPP_RUNNER_WORKERS", "4")))

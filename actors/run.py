@@ -35,17 +35,23 @@ def ensure_ray(address: str | None = None, **init_kwargs: Any) -> None:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, **init_kwargs)
 
 
-def start_coordinator(checkpoint_dir: str | None = None) -> Any:
+def start_coordinator(checkpoint_dir: str | None = None, database_url: str | None = None) -> Any:
     """A coordinator on the caller's node (the head, for a driver there; it needs no CPU,
     so Ray would put it on any node): losing a worker node must not take the job's
     coordinator with it. A hard affinity (a soft one was not honoured for zero-CPU actors,
-    Ray 2.60): if the caller's node dies the job fails with a clear error."""
+    Ray 2.60): if the caller's node dies the job fails with a clear error.
+
+    With ``database_url`` it checkpoints to that database (API jobs: a coordinator restarted
+    on another node still finds them), else under ``checkpoint_dir`` (default
+    ``VPP_DATA_DIR/checkpoints``)."""
     remote: Any = ray.remote(Coordinator)
-    directory = checkpoint_dir or str(get_settings().data_dir / "checkpoints")
+    directory = None
+    if database_url is None:
+        directory = checkpoint_dir or str(get_settings().data_dir / "checkpoints")
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     return remote.options(
         max_restarts=1, max_task_retries=1, max_concurrency=4, num_cpus=0, scheduling_strategy=here
-    ).remote(directory)
+    ).remote(directory, database_url)
 
 
 def run_portfolio(

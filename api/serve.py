@@ -67,8 +67,7 @@ class RayDispatcher:
 
 def build_asgi_app() -> FastAPI:
     settings = get_settings()
-    checkpoints = str(settings.data_dir / "checkpoints")
-    runner = get_runner(settings.database_url, checkpoints)
+    runner = get_runner(settings.database_url)
     return create_app(settings.database_url, RayDispatcher(runner))
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Double,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -500,6 +501,24 @@ class UftpCommitment(Base):
         return f"UftpCommitment(id={self.id!r}, congestion_point={self.congestion_point!r})"
 
 
+class AdmmCheckpoint(Base):
+    """A portfolio job's ADMM state (``key``: the job id) or a portfolio's warm-start state
+    (``key``: ``warm/<portfolio key>``), as the ``.npz`` bytes of ``vpp.admm.AdmmState``.
+
+    In the database rather than on a node's disk, so a coordinator restarted on any node of
+    the cluster resumes the job.
+    """
+
+    __tablename__ = "admm_checkpoints"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"AdmmCheckpoint(key={self.key!r}, bytes={len(self.data)!r})"
+
+
 __all__ = [
     "ACCOUNT_KINDS",
     "DEVICE_TYPES",
@@ -510,6 +529,7 @@ __all__ = [
     "UFTP_STATUSES",
     "USER_ROLES",
     "Account",
+    "AdmmCheckpoint",
     "ApiToken",
     "Base",
     "Device",

@@ -24,11 +24,13 @@ import numpy as np
 import pytest
 import ray
 import ray.cloudpickle
+from db_fixtures import fresh_database
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from reference import solve_portfolio_reference
+from sqlalchemy import text
 from test_portfolio import (
     GAP,
     admm,
@@ -42,6 +44,7 @@ from test_portfolio import (
 from actors.coordinator import Coordinator, price_scale
 from actors.run import run_portfolio, start_coordinator
 from actors.site import SiteShard
+from store import checkpoints, make_engine, session_factory, upgrade
 from vpp import telemetry
 from vpp.admm import AdmmSettings, AdmmState, LocalPool, run_admm
 from vpp.errors import RequestValidationError, VppError
@@ -222,16 +225,76 @@ def test_a_site_missing_its_deadline(tmp_path):
 
 
 class RecordingCoordinator(Coordinator):
-    """Notes, after each checkpoint, which iteration the file on disk holds."""
+    """Notes, after each checkpoint, which iteration the file on disk (or the database row)
+    holds, read directly rather than through the coordinator's store."""
 
-    def __init__(self, checkpoint_dir: str | None = None) -> None:
-        super().__init__(checkpoint_dir)
+    def __init__(self, checkpoint_dir: str | None = None, database_url: str | None = None) -> None:
+        super().__init__(checkpoint_dir, database_url)
+        self.database = database_url
         self.on_disk: list[int] = []
 
     def _checkpoint(self, job_id: str, state: AdmmState) -> None:
         super()._checkpoint(job_id, state)
+        if self.database is not None:
+            self.on_disk.append(AdmmState.from_bytes(stored_rows(self.database)[job_id]).iteration)
+            return
         assert self.checkpoint_dir is not None
         self.on_disk.append(AdmmState.load(self.checkpoint_dir / f"{job_id}.npz").iteration)
+
+
+def stored_rows(database_url: str) -> dict[str, bytes]:
+    """Every row of ``admm_checkpoints``, read with plain SQL."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT key, data FROM admm_checkpoints")).all()
+    finally:
+        engine.dispose()
+    return {str(key): bytes(data) for key, data in rows}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of its own, migrated to head."""
+    with fresh_database(request.param, tmp_path) as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
+
+
+def three_iterations(request: dict[str, Any]) -> AdmmState:
+    """The state of ``request`` after 3 in-process ADMM iterations (a dead job's checkpoint)."""
+    parsed = parse_portfolio(request)
+    partial, _, _ = run_admm(
+        LocalPool([s.id for s in parsed.sites], build_sites(parsed)),
+        resolve_target(parsed),
+        price_scale(parsed),
+        AdmmSettings(max_iterations=3),
+    )
+    assert partial.iteration == 3
+    return partial
+
+
+def test_admm_state_bytes_round_trip(tmp_path):
+    rng = np.random.default_rng(7)
+    x, zbar, u = rng.normal(size=(3, 5)), rng.normal(size=5), rng.normal(size=5)
+    history = [{"iteration": 1.0, "rho": 0.5}, {"iteration": 2.0, "rho": 0.25}]
+    state = AdmmState(2, 0.25, x.copy(), zbar.copy(), u.copy(), [dict(h) for h in history])
+    data = state.to_bytes()
+    assert isinstance(data, bytes) and data[:4] == b"PK\x03\x04"  # an npz is a zip archive
+    loaded = AdmmState.from_bytes(data)
+    assert (loaded.iteration, loaded.rho, loaded.history) == (2, 0.25, history)
+    for name, expected in (("x", x), ("zbar", zbar), ("u", u)):
+        np.testing.assert_array_equal(getattr(loaded, name), expected)
+    # files hold the same archive: numpy reads them, and so does from_bytes
+    state.save(tmp_path / "state.npz")
+    with np.load(tmp_path / "state.npz") as archive:
+        np.testing.assert_array_equal(archive["x"], x)
+        assert int(archive["iteration"]) == 2
+    assert AdmmState.from_bytes((tmp_path / "state.npz").read_bytes()).history == history
+    assert [p.name for p in tmp_path.iterdir()] == ["state.npz"]  # no temporary file left
+    assert AdmmState.from_bytes(AdmmState(0, 1.0, x, zbar, u).to_bytes()).history == []
 
 
 @uses_ray
@@ -253,14 +316,7 @@ def test_coordinator_resumes_from_a_checkpoint(tmp_path):
     """A job whose coordinator died after 3 iterations (its checkpoint left behind) resumes
     at iteration 4 and ends where an uninterrupted job ends."""
     request = congestion(batteries(4, 0), 0.6)
-    parsed = parse_portfolio(request)
-    partial, _, _ = run_admm(
-        LocalPool([s.id for s in parsed.sites], build_sites(parsed)),
-        resolve_target(parsed),
-        price_scale(parsed),
-        AdmmSettings(max_iterations=3),
-    )
-    assert partial.iteration == 3
+    partial = three_iterations(request)
     partial.save(tmp_path / "job-r.npz")
     settings = {"max_iterations": 300}
     coordinator = Coordinator(str(tmp_path))
@@ -296,6 +352,98 @@ def test_warm_start_from_yesterday_is_no_slower_than_cold(tmp_path):
         Coordinator(str(tmp_path)).run("today", today, settings)
         warm = Coordinator(str(tmp_path)).run("tomorrow", tomorrow, settings)
         cold = Coordinator(str(tmp_path / "cold")).run("tomorrow", tomorrow, settings)
+    assert warm["portfolio"]["warm-start"] and not cold["portfolio"]["warm-start"]
+    optimum = solve_portfolio_reference(tomorrow)
+    assert_near_optimum(check_result(tomorrow, cold), optimum)
+    assert_near_optimum(check_result(tomorrow, warm), optimum)
+    assert warm["portfolio"]["iterations"] <= cold["portfolio"]["iterations"]
+
+
+# -- the same, with the checkpoints in the database (API jobs) ------------------------------------
+
+
+@uses_ray
+def test_database_checkpoints_every_iteration_and_cleans_up(database_url, tmp_path):
+    request = congestion(batteries(3, 1), 0.6)
+    coordinator = RecordingCoordinator(database_url=database_url)
+    with time_limit(120):
+        body = coordinator.run("job-5", request, settings={"max_iterations": 5})
+    assert coordinator.on_disk == [1, 2, 3, 4, 5]
+    assert body["portfolio"]["iterations"] == 5
+    rows = stored_rows(database_url)
+    assert "job-5" not in rows  # removed after success
+    assert [key.startswith("warm/") for key in rows] == [True]  # kept for the next job
+    assert list(tmp_path.rglob("*.npz")) == []  # nothing on the local disk
+    assert coordinator.progress("job-5")["status"] == "finished"
+    check_result(request, body)
+
+
+class FailingCoordinator(RecordingCoordinator):
+    """Fails after its third iteration, like a job cancelled or failing mid-run."""
+
+    def _record(self, job_id: str, progress: Any) -> None:
+        super()._record(job_id, progress)
+        if progress.iteration == 3:
+            raise VppError("stopped after 3 iterations by the test")
+
+
+@uses_ray
+def test_a_failed_job_leaves_no_checkpoint(database_url):
+    request = congestion(batteries(3, 1), 0.6)
+    coordinator = FailingCoordinator(database_url=database_url)
+    with time_limit(120), pytest.raises(VppError, match="stopped after 3"):
+        coordinator.run("job-f", request, settings={"max_iterations": 10})
+    assert coordinator.on_disk[:2] == [1, 2]  # it did checkpoint while running
+    assert "job-f" not in stored_rows(database_url)  # nothing will resume a failed job
+    assert coordinator.progress("job-f")["status"] == "failed"
+
+
+@uses_ray
+def test_a_coordinator_actor_resumes_from_a_database_checkpoint(database_url):
+    """The checkpoint of a job whose coordinator died after 3 iterations, in the database: a
+    new coordinator actor (another process, as on another node) resumes at iteration 4 and
+    ends where an uninterrupted job ends."""
+    request = congestion(batteries(4, 0), 0.6)
+    engine = make_engine(database_url)
+    try:
+        with session_factory(engine).begin() as session:
+            checkpoints.save(session, "job-r", three_iterations(request).to_bytes())
+    finally:
+        engine.dispose()
+    settings = {"max_iterations": 300}
+    progress: list[dict[str, Any]] = []
+    coordinator = start_coordinator(database_url=database_url)
+    try:
+        with time_limit(180):
+            resumed = run_portfolio(
+                request,
+                job_id="job-r",
+                coordinator=coordinator,
+                settings=settings,
+                on_progress=progress.append,
+            )
+            whole = Coordinator().run("job-w", request, settings, warm_start=False)
+    finally:
+        ray.kill(coordinator)
+    iterations = [int(p["iteration"]) for p in progress]
+    assert iterations == list(range(4, resumed["portfolio"]["iterations"] + 1))
+    assert not resumed["portfolio"]["warm-start"]
+    rows = stored_rows(database_url)
+    assert "job-r" not in rows and len(rows) == 1  # only the warm-start state is left
+    cost = check_result(request, resumed)
+    assert_near_optimum(cost, solve_portfolio_reference(request))
+    assert cost == pytest.approx(check_result(request, whole), rel=GAP)
+
+
+@uses_ray
+def test_warm_start_from_the_database_is_no_slower_than_cold(database_url):
+    today = congestion(batteries(4, 0), 0.6)
+    tomorrow = next_day(today)
+    settings = {"max_iterations": 300}
+    with time_limit(180):
+        Coordinator(database_url=database_url).run("today", today, settings)
+        warm = Coordinator(database_url=database_url).run("tomorrow", tomorrow, settings)
+        cold = Coordinator().run("tomorrow", tomorrow, settings)  # keeps no states at all
     assert warm["portfolio"]["warm-start"] and not cold["portfolio"]["warm-start"]
     optimum = solve_portfolio_reference(tomorrow)
     assert_near_optimum(check_result(tomorrow, cold), optimum)

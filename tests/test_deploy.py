@@ -380,7 +380,7 @@ def test_compose_structure() -> None:
     for name in ("postgres", "ray-head", "vpp"):
         assert services[name]["healthcheck"]["test"], name
     assert "/api/v1/ready" in " ".join(driver["healthcheck"]["test"])
-    # both Ray nodes share the checkpoint volume
+    # both Ray nodes mount the same data volume (VPP_DATA_DIR)
     assert head["volumes"] == worker["volumes"]
 
 

@@ -107,7 +107,7 @@ def test_ready_with_the_real_job_runner_and_not_ready_once_it_is_gone(
     from api.serve import RayDispatcher
 
     url = f"sqlite:///{tmp_path / 'vpp.db'}"
-    runner = get_runner(url, str(tmp_path / "checkpoints"))
+    runner = get_runner(url)
     # a runner still starting is "not ready" (its first ping waits for the actor process):
     # wait until it is up, then readiness must say so
     ray.get(runner.ping.remote(), timeout=120)

@@ -151,7 +151,7 @@ def _runner(url: str, workers: int, tmp_path: Path) -> Any:
     remote: Any = ray.remote(JobRunner)
     return remote.options(
         num_cpus=0, max_concurrency=8, runtime_env={"env_vars": FAST_REPORTS}
-    ).remote(url, workers, str(tmp_path / "checkpoints"))
+    ).remote(url, workers)
 
 
 @pytest.mark.usefixtures("ray_session")

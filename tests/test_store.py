@@ -36,10 +36,12 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
+from store import checkpoints
 from store import db as store_db
 from store import repository as repo
 from store.tables import (
     Account,
+    AdmmCheckpoint,
     Base,
     Device,
     Schedule,
@@ -68,6 +70,7 @@ EXPECTED_TABLES = {
     "uftp_messages",
     "uftp_flex_offers",
     "uftp_commitments",
+    "admm_checkpoints",
 }
 EXPECTED_CHECKS = {
     "accounts": {"ck_accounts_kind"},
@@ -804,3 +807,46 @@ def test_data_dir_defaults_to_home_and_url_can_be_overridden(
     assert settings_.data_dir == tmp_path / ".local" / "share" / "vpp"
     assert settings_.database_url == "postgresql+psycopg2://u@h/db"
     assert get_settings() is settings_  # cached
+
+
+# --------------------------------------------------------------------------- ADMM checkpoints
+
+
+def test_checkpoints_save_replace_load_and_delete(sessions: sessionmaker[Session]) -> None:
+    first = bytes(range(256)) * 40  # every byte value, NUL included: binary, not text
+    second = b"\x00second\xff"
+    with sessions.begin() as session:
+        assert checkpoints.load(session, "job-1") is None
+        checkpoints.save(session, "job-1", first)
+        checkpoints.save(session, "warm/abc", second)
+    with sessions.begin() as session:
+        assert checkpoints.load(session, "job-1") == first
+        checkpoints.save(session, "job-1", second)  # an upsert, not a second row
+    with sessions.begin() as session:
+        assert checkpoints.load(session, "job-1") == second
+        rows = session.scalars(select(AdmmCheckpoint).order_by(AdmmCheckpoint.key)).all()
+        assert [row.key for row in rows] == ["job-1", "warm/abc"]
+        _assert_utc(rows[0].updated_at)
+        assert checkpoints.delete(session, "job-1") is True
+        assert checkpoints.delete(session, "job-1") is False
+    with sessions.begin() as session:
+        assert checkpoints.load(session, "job-1") is None
+        assert checkpoints.load(session, "warm/abc") == second
+
+
+def test_a_failed_transaction_keeps_the_previous_checkpoint(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions.begin() as session:
+        checkpoints.save(session, "job-2", b"old")
+    with pytest.raises(RuntimeError), sessions.begin() as session:
+        checkpoints.save(session, "job-2", b"new")
+        raise RuntimeError("the coordinator died mid-save")
+    with sessions.begin() as session:
+        assert checkpoints.load(session, "job-2") == b"old"
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256])
+def test_checkpoint_keys_are_checked(sessions: sessionmaker[Session], key: str) -> None:
+    with sessions.begin() as session, pytest.raises(ValueError, match="checkpoint key"):
+        checkpoints.save(session, key, b"x")

@@ -133,7 +133,7 @@ def test_one_job_is_one_trace_from_the_api_to_the_site_solves(memory, tmp_path):
         remote: Any = ray.remote(JobRunner)
         runner = remote.options(
             num_cpus=0, max_concurrency=8, runtime_env={"env_vars": env}
-        ).remote(url, 1, str(tmp_path / "checkpoints"))
+        ).remote(url, 1)
         request = congestion(batteries(3, 2), 0.6)
         try:
             app = create_app(url, RayDispatcher(runner))

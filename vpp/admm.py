@@ -43,6 +43,7 @@ actors in ``actors/``).
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import time
@@ -87,10 +88,11 @@ class AdmmState:
     u: np.ndarray
     history: list[dict[str, float]] = field(default_factory=list)
 
-    def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp.npz")
+    def to_bytes(self) -> bytes:
+        """The state as an ``.npz`` archive (the one serialisation of files and databases)."""
+        buffer = io.BytesIO()
         np.savez(
-            tmp,
+            buffer,
             iteration=self.iteration,
             rho=self.rho,
             x=self.x,
@@ -99,21 +101,33 @@ class AdmmState:
             history=np.array([list(h.values()) for h in self.history]),
             keys=np.array(list(self.history[0]) if self.history else []),
         )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> AdmmState:
+        """The state :meth:`to_bytes` wrote (no pickles: ``np.load`` refuses object arrays)."""
+        with np.load(io.BytesIO(data)) as archive:
+            keys = [str(k) for k in archive["keys"]]
+            history = [
+                dict(zip(keys, map(float, row), strict=True)) for row in archive["history"]
+            ]
+            return cls(
+                int(archive["iteration"]),
+                float(archive["rho"]),
+                archive["x"],
+                archive["zbar"],
+                archive["u"],
+                history,
+            )
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp.npz")
+        tmp.write_bytes(self.to_bytes())
         tmp.replace(path)  # atomic: a crash never leaves half a checkpoint
 
     @classmethod
     def load(cls, path: Path) -> AdmmState:
-        with np.load(path) as data:
-            keys = [str(k) for k in data["keys"]]
-            history = [dict(zip(keys, map(float, row), strict=True)) for row in data["history"]]
-            return cls(
-                int(data["iteration"]),
-                float(data["rho"]),
-                data["x"],
-                data["zbar"],
-                data["u"],
-                history,
-            )
+        return cls.from_bytes(path.read_bytes())
 
 
 @dataclass(frozen=True)
