@@ -10,7 +10,6 @@ portfolio optimum recomputed here with ``tests/reference.py`` (its own HiGHS mod
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -101,28 +100,17 @@ class Agr:
             engine.dispose()
 
 
-ENV = ("VPP_UFTP_DOMAIN", "VPP_UFTP_SIGNING_KEY", "VPP_UFTP_RETRY_MAX", "VPP_UFTP_MARGIN")
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def agr(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agr]:
     from api.app import create_app
-    from store import make_engine, session_factory, upgrade
-    from store import repository as repo
-    from vpp.settings import get_settings
 
-    saved = {k: os.environ.get(k) for k in ENV}
     agr_key, agr_public = peer.keypair()
     dso_key, dso_public = peer.keypair()
-    os.environ.update({"VPP_UFTP_DOMAIN": peer.AGR_DOMAIN, "VPP_UFTP_SIGNING_KEY": agr_key,
-                       "VPP_UFTP_RETRY_MAX": "1", "VPP_UFTP_MARGIN": "0"})
-    get_settings.cache_clear()
-    with fresh_database(request.param, tmp_path_factory.mktemp(f"uftp-{request.param}")) as url:
-        engine = make_engine(url)
-        upgrade(engine)
-        with session_factory(engine).begin() as session:
-            repo.ensure_admin(session, token=ADMIN_TOKEN)
-        engine.dispose()
+    with (
+        peer.agr_environment(agr_key),
+        fresh_database(request.param, tmp_path_factory.mktemp(f"uftp-{request.param}")) as url,
+    ):
+        peer.migrate_with_admin(url, ADMIN_TOKEN)
         app = create_app(url)
         port = peer.free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
@@ -141,12 +129,6 @@ def agr(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         server.should_exit = True
         thread.join(10)
         app.state.sessions.kw["bind"].dispose()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ Serve replica keeps the ordered limits (checked as in ``tests/test_uftp.py``).""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import httpx
@@ -12,7 +11,7 @@ import pytest
 import uftp_peer as peer
 from conftest import wait_until_healthy
 from db_fixtures import fresh_database
-from test_uftp import ADMIN_TOKEN, ENV, Agr, flex_flow, no_dns  # noqa: F401
+from test_uftp import ADMIN_TOKEN, Agr, flex_flow, no_dns  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 pytest_plugins = ["db_fixtures"]
@@ -23,24 +22,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agr]:
     from ray import serve
 
     from api.serve import deploy
-    from store import make_engine, session_factory, upgrade
-    from store import repository as repo
-    from vpp.settings import get_settings
 
-    saved = {k: os.environ.get(k) for k in (*ENV, "VPP_DATABASE_URL", "VPP_DATA_DIR")}
     agr_key, agr_public = peer.keypair()
     dso_key, dso_public = peer.keypair()
     directory = tmp_path_factory.mktemp("uftp-serve")
-    with fresh_database("sqlite", directory) as url:
-        os.environ.update({"VPP_UFTP_DOMAIN": peer.AGR_DOMAIN, "VPP_UFTP_SIGNING_KEY": agr_key,
-                           "VPP_UFTP_RETRY_MAX": "1", "VPP_UFTP_MARGIN": "0",
-                           "VPP_DATABASE_URL": url, "VPP_DATA_DIR": str(directory)})
-        get_settings.cache_clear()
-        engine = make_engine(url)
-        upgrade(engine)
-        with session_factory(engine).begin() as session:
-            repo.ensure_admin(session, token=ADMIN_TOKEN)
-        engine.dispose()
+    with (
+        fresh_database("sqlite", directory) as url,
+        peer.agr_environment(agr_key, VPP_DATABASE_URL=url, VPP_DATA_DIR=str(directory)),
+    ):
+        peer.migrate_with_admin(url, ADMIN_TOKEN)
         port = peer.free_port()
         serve.shutdown()  # a Serve another module started would keep its own HTTP port
         deploy("127.0.0.1", port)
@@ -54,12 +44,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agr]:
         admin.close()
         serve.shutdown()
         _stop_runner(url)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    get_settings.cache_clear()
 
 
 def _stop_runner(url: str) -> None:

@@ -5,12 +5,14 @@ and the independent reference computations the tests compare with.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import threading
 import time
 import uuid
 from base64 import b64encode
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -39,6 +41,45 @@ PATH = "/shapeshifter/api/v3/message"
 REQUESTED = range(13, 17)  # ISPs 13..16: 03:00-04:00, when the batteries charge
 MAX_POWER = -6000  # W: reduce the congestion point's consumption by 6 to 20 kW then
 MIN_POWER = -20000
+
+
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set ``VPP_*`` variables (``VPP_UFTP_DOMAIN=...``) for vpp's settings, restored after."""
+    from vpp.settings import get_settings
+
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+
+
+def agr_environment(signing_key: str, **more: str) -> contextlib.AbstractContextManager[None]:
+    """The AGR's UFTP settings of the tests (retries at most 1 s apart, no margin)."""
+    return environment(VPP_UFTP_DOMAIN=AGR_DOMAIN, VPP_UFTP_SIGNING_KEY=signing_key,
+                       VPP_UFTP_RETRY_MAX="1", VPP_UFTP_MARGIN="0", **more)
+
+
+def migrate_with_admin(url: str, token: str) -> None:
+    """Migrate the database at ``url`` and make sure its admin has ``token``."""
+    from store import make_engine, session_factory, upgrade
+    from store import repository as repo
+
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        with session_factory(engine).begin() as session:
+            repo.ensure_admin(session, token=token)
+    finally:
+        engine.dispose()
 
 
 def free_port() -> int:
