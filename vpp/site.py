@@ -140,7 +140,16 @@ def _resolve_context(
             inflexible += s.resolve(horizon, f"flex-context.inflexible-devices.{name}", 0.0)
         except RequestValidationError as err:
             issues.extend(err.issues)
-    return cp, pp, np.nan_to_num(cons_cap, nan=INF), np.nan_to_num(prod_cap, nan=INF), inflexible
+    # posinf too: nan_to_num's default maps inf to the largest float (1.8e308), a finite bound
+    # that solvers treat as a real row (Clarabel's presolve dropped it, then refused updates)
+    unlimited = {"nan": INF, "posinf": INF}
+    return (
+        cp,
+        pp,
+        np.nan_to_num(cons_cap, **unlimited),
+        np.nan_to_num(prod_cap, **unlimited),
+        inflexible,
+    )
 
 
 @dataclass
