@@ -9,9 +9,9 @@ checkpoints the iteration state after every iteration, under the job id, to a
 restarts it and retries ``run`` (``max_task_retries``); the retried run finds the checkpoint
 and resumes from the last completed iteration.
 
-A finished job leaves its final state under the key ``warm/<portfolio key>`` (key: the site
-ids and the number of steps); the next job of the same portfolio starts its iterations from
-it (warm start) unless ``warm_start=False``.
+A finished job leaves its final state under the key ``warm/<portfolio key>`` (key: the
+portfolio's structure, see :func:`warm_key`); the next job of the same portfolio starts its
+iterations from it (warm start) unless ``warm_start=False``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 from actors import metrics
 from actors.pool import PoolOptions, RayPool
-from vpp.admm import AdmmSettings, AdmmState, Progress, initial_rho, solve_portfolio_admm
-from vpp.portfolio import PortfolioRequest, resolve_target, validate_portfolio
+from vpp.admm import AdmmState, Progress, initial_rho, settings_for, solve_portfolio_admm
+from vpp.portfolio import PortfolioRequest, price_scale, resolve_target, validate_portfolio
 from vpp.telemetry import span_from
 
 logger = logging.getLogger(__name__)
@@ -155,7 +153,7 @@ class Coordinator:
                     pool,
                     target,
                     price_scale(portfolio),
-                    AdmmSettings(**(settings or {})),
+                    settings_for(portfolio, settings),
                     state=state,
                     on_progress=lambda p: self._record(job_id, p),
                     checkpoint=lambda s: self._checkpoint(job_id, s),
@@ -228,27 +226,13 @@ class Coordinator:
 
 
 def warm_key(portfolio: PortfolioRequest) -> str:
-    """The warm-start key of a portfolio: a hash of its site ids and its number of steps."""
-    digest = hashlib.sha256(
-        json.dumps([[s.id for s in portfolio.sites], portfolio.horizon.steps]).encode()
-    ).hexdigest()[:20]
+    """The warm-start key of a portfolio: a hash of its structure (steps, resolution, target
+    kind, and per site its id and its devices' names and types), so two portfolios that
+    share site ids but not devices never share a warm state. Values (prices, SoCs, loads)
+    are left out on purpose: a re-plan of the same portfolio with new ones is what a warm
+    start is for, and the state only seeds the iterations (any seed converges)."""
+    target = portfolio.target.type if portfolio.target is not None else None
+    sites = [[s.id, [[d.label, d.type] for d in s.flex_model]] for s in portfolio.sites]
+    structure = [portfolio.horizon.steps, portfolio.resolution.total_seconds(), target, sites]
+    digest = hashlib.sha256(json.dumps(structure).encode()).hexdigest()[:20]
     return f"warm/{digest}"
-
-
-def price_scale(portfolio: PortfolioRequest) -> float:
-    """Typical EUR per kW and step of the portfolio's consumption price (for the first rho)."""
-    horizon = portfolio.horizon
-    price = portfolio.flex_context.consumption_price
-    if price is None:
-        price = next(
-            (
-                s.flex_context.consumption_price
-                for s in portfolio.sites
-                if s.flex_context and s.flex_context.consumption_price
-            ),
-            None,
-        )
-    if price is None:
-        return 0.1 * horizon.dt
-    values = price.resolve(horizon, "flex-context.consumption-price", 0.0)
-    return float(np.mean(np.abs(np.nan_to_num(values)))) * horizon.dt

@@ -19,7 +19,8 @@ the Prometheus ``_total`` suffix. Logical name (where recorded) -> exported name
   ``ray_vpp_admm_primal_residual``, ``ray_vpp_admm_dual_residual`` (Coordinator).
 * ``vpp_site_solve_seconds`` histogram -> ``ray_vpp_site_solve_seconds_bucket{method,le}``,
   ``..._count{method}``, ``..._sum{method}``; method ``solve_alone`` | ``x_update`` |
-  ``solve_within``, one observation per site and call (SiteShard).
+  ``solve_within`` | ``dual_value`` (the bound's LPs), one observation per site and call
+  (SiteShard).
 * ``vpp_uftp_messages`` counter -> ``ray_vpp_uftp_messages_total{direction,type,outcome}``,
   direction ``in`` | ``out`` (the UFTP endpoint in the API).
 
@@ -48,7 +49,7 @@ from typing import Any
 import ray
 
 JOB_STATUSES = ("finished", "failed", "cancelled")
-SOLVE_METHODS = ("solve_alone", "x_update", "solve_within")
+SOLVE_METHODS = ("solve_alone", "x_update", "solve_within", "dual_value")
 DIRECTIONS = ("in", "out")
 
 # seconds; a site LP/MILP takes milliseconds, a whole job seconds to an hour

@@ -37,9 +37,10 @@ from typing import Any
 
 import numpy as np
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayError
+from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
 
 from actors.site import SiteShard
+from vpp.admm import Degraded
 from vpp.errors import VppError
 from vpp.request import ScheduleRequest
 from vpp.site import SiteSchedule
@@ -106,8 +107,8 @@ class RayPool:
         results, missing = self._call("solve_alone", self.options.first_deadline, wait=True)
         if missing:
             raise VppError(
-                f"sites {self._ids_of(missing)[:10]} did not build or solve within "
-                f"{self.options.first_deadline:g} s"
+                f"sites {self._ids_of(list(missing))[:10]} did not build or solve within "
+                f"{self.options.first_deadline:g} s ({next(iter(missing.values()))})"
             )
         for group, (x, costs, schedules) in zip(self.groups, results, strict=True):
             self.x[group], self.costs[group] = x, costs
@@ -115,17 +116,17 @@ class RayPool:
                 self.fallback[i] = schedule
         return self.x.copy(), self.costs.copy()
 
-    def x_update(self, rho: float, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def x_update(self, rho: float, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, Degraded]:
         shared = ray.put(targets)  # once in the object store; every shard reads its rows
         results, missing = self._call("x_update", self.options.deadline, rho, shared)
         for group, result in zip(self.groups, results, strict=True):
             if result is not None:
                 self.x[group], self.costs[group] = result
-        return self.x.copy(), self.costs.copy(), self._ids_of(missing)
+        return self.x.copy(), self.costs.copy(), self._degraded(missing)
 
     def solve_within(
         self, lower: np.ndarray, upper: np.ndarray
-    ) -> tuple[list[SiteSchedule | None], list[str]]:
+    ) -> tuple[list[SiteSchedule | None], Degraded]:
         bounds = ray.put(lower), ray.put(upper)
         results, missing = self._call("solve_within", self.options.deadline, *bounds, wait=True)
         out: list[SiteSchedule | None] = list(self.fallback)
@@ -133,12 +134,23 @@ class RayPool:
             if result is not None:
                 for i, schedule in zip(group, result, strict=True):
                     out[i] = schedule
-        return out, self._ids_of(missing)
+        return out, self._degraded(missing)
+
+    def dual_values(self, price: np.ndarray) -> tuple[np.ndarray, Degraded]:
+        results, missing = self._call("dual_values", self.options.deadline, price)
+        values = np.full(len(self.site_ids), np.nan)
+        for group, result in zip(self.groups, results, strict=True):
+            if result is not None:
+                values[group] = result
+        return values, self._degraded(missing)
 
     def power_ranges(self) -> list[tuple[np.ndarray, np.ndarray]]:
         results, missing = self._call("power_ranges", self.options.first_deadline, wait=True)
         if missing:
-            raise VppError(f"sites {self._ids_of(missing)[:10]} did not answer")
+            raise VppError(
+                f"sites {self._ids_of(list(missing))[:10]} did not answer "
+                f"({next(iter(missing.values()))})"
+            )
         out: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0), np.zeros(0))] * len(self.site_ids)
         for group, ranges in zip(self.groups, results, strict=True):
             for i, pair in zip(group, ranges, strict=True):
@@ -165,12 +177,17 @@ class RayPool:
     # -- internals -------------------------------------------------------------------
     def _call(
         self, method: str, deadline: float, *args: Any, wait: bool = False
-    ) -> tuple[list[Any], list[int]]:
+    ) -> tuple[list[Any], dict[int, str]]:
         """Call ``method`` on every shard (``rows`` appended) and gather the answers until
-        ``deadline``; results in shard order (``None`` where missing) and the indices of the
-        missing shards. With ``wait``, a shard whose actor is down is called again (see the
+        ``deadline``; results in shard order (``None`` where missing) and the missing shards
+        with the reason. With ``wait``, a shard whose actor is down is called again (see the
         module docstring). Through :meth:`SiteShard.call`, so the shards' spans are children of the
-        current span."""
+        current span.
+
+        Three kinds of trouble: *slow* (the deadline passed) and *gone* (the actor or its
+        node died; Ray restarts it) make the shard's sites degraded for this call; *raised*
+        (an exception from vpp's own code in the shard) fails the call: it is a bug or input
+        the model cannot take, never a degraded site."""
         carrier = inject()
 
         def submit(k: int) -> Any:
@@ -185,7 +202,7 @@ class RayPool:
         end = started + deadline
         pending = {submit(k): k for k in range(len(self.actors))}  # launch all, then gather
         results: list[Any] = [None] * len(self.actors)
-        failed: set[int] = set()
+        failed: dict[int, str] = {}
         while pending and (left := end - time.monotonic()) > 0:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=left)
             for ref in ready:
@@ -193,21 +210,26 @@ class RayPool:
                 try:
                     results[k] = ray.get(ref, timeout=max(1.0, left))
                     self._down_since.pop(k, None)
+                except RayTaskError as err:
+                    raise _raised(err, self._ids_of([k])) from None
                 except RayActorError as err:
                     again = self._worth_waiting(k, err) and wait  # notes when it went down
                     if again and end - time.monotonic() > RETRY_PAUSE:
                         time.sleep(RETRY_PAUSE)
                         pending[submit(k)] = k
                     else:
-                        logger.warning("shard %d failed: %s", k, type(err).__name__)
-                        failed.add(k)
-                except (RayError, GetTimeoutError) as err:
-                    logger.warning("shard %d failed: %s", k, type(err).__name__)
-                    failed.add(k)
-        missing = sorted(failed | set(pending.values()))
+                        logger.warning("shard %d is gone: %s", k, type(err).__name__)
+                        failed[k] = f"its actor died ({type(err).__name__})"
+                except GetTimeoutError:
+                    failed[k] = f"missed the {deadline:g} s deadline"
+                except RayError as err:  # Ray's own trouble (a node, an object, memory): gone
+                    logger.warning("shard %d is gone: %s", k, type(err).__name__)
+                    failed[k] = f"Ray lost it ({type(err).__name__})"
+        late = {k: f"missed the {deadline:g} s deadline" for k in pending.values()}
+        missing = dict(sorted((late | failed).items()))
         if missing:
             logger.warning(
-                "%s: %d of %d shards missed the %.0f s deadline or failed (waited %.1f s)",
+                "%s: %d of %d shards missed the %.0f s deadline or are gone (waited %.1f s)",
                 method,
                 len(missing),
                 len(self.actors),
@@ -227,6 +249,20 @@ class RayPool:
 
     def _ids_of(self, shards: list[int]) -> list[str]:
         return [self.site_ids[i] for k in shards for i in self.groups[k]]
+
+    def _degraded(self, missing: dict[int, str]) -> Degraded:
+        """The sites of the missing shards, each with its shard's reason."""
+        return {self.site_ids[i]: reason for k, reason in missing.items() for i in self.groups[k]}
+
+
+def _raised(err: RayTaskError, site_ids: list[str]) -> VppError:
+    """What a shard raised, as the error the job fails with: the site's own
+    :class:`vpp.errors.SiteFailedError`, or for the shard's code outside any site a
+    :class:`VppError` naming its sites."""
+    cause = err.cause
+    if isinstance(cause, VppError):
+        return cause
+    return VppError(f"the shard of sites {site_ids[:10]} raised {type(cause).__name__}: {cause}")
 
 
 def _groups(n: int, options: PoolOptions) -> list[list[int]]:

@@ -1,8 +1,9 @@
-"""Run a portfolio job on Ray from a driver (the CLI, the API, a notebook).
+"""Run a portfolio job from a driver (the CLI, the API, a notebook).
 
-``run_portfolio`` joins the Ray cluster at ``address`` (or ``RAY_ADDRESS``; a local Ray is
-started when neither is set), starts a coordinator actor, and polls its progress while the
-job runs, handing every new iteration to ``on_progress``.
+``run_portfolio`` solves by the request's ``method``: centralised in this process, or ADMM
+on Ray: it joins the Ray cluster at ``address`` (or ``RAY_ADDRESS``; a local Ray is started
+when neither is set), starts a coordinator actor, and polls its progress while the job runs,
+handing every new iteration to ``on_progress``. ``compare`` adds the exact optimum.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.coordinator import Coordinator
 from vpp.errors import VppError
-from vpp.portfolio import validate_portfolio
+from vpp.portfolio import (
+    CentralisedPortfolio,
+    choose_method,
+    compare_with_centralised,
+    validate_portfolio,
+)
 from vpp.settings import get_settings
 from vpp.telemetry import inject
 
@@ -66,8 +72,42 @@ def run_portfolio(
     coordinator: Any = None,
     shard_class: Any = None,
 ) -> dict[str, Any]:
-    """Schedule a portfolio with ADMM on Ray; the result JSON."""
-    validate_portfolio(request)  # field errors before any actor starts
+    """Schedule a portfolio by its method (``auto``: by size); the result JSON."""
+    portfolio = validate_portfolio(request)  # field errors before any actor starts
+    method = choose_method(portfolio)
+    if method == "centralised":
+        result = CentralisedPortfolio(portfolio).solve(portfolio.time_limit).to_json()
+    else:
+        result = _run_admm(
+            request,
+            job_id=job_id,
+            address=address,
+            settings=settings,
+            pool_options=pool_options,
+            on_progress=on_progress,
+            poll_seconds=poll_seconds,
+            coordinator=coordinator,
+            shard_class=shard_class,
+        )
+    result["portfolio"]["method-requested"] = portfolio.method
+    if portfolio.compare:
+        compare_with_centralised(result, portfolio)
+    return result
+
+
+def _run_admm(
+    request: dict[str, Any],
+    *,
+    job_id: str | None,
+    address: str | None,
+    settings: dict[str, Any] | None,
+    pool_options: dict[str, Any] | None,
+    on_progress: Callable[[dict[str, Any]], None] | None,
+    poll_seconds: float,
+    coordinator: Any,
+    shard_class: Any,
+) -> dict[str, Any]:
+    """ADMM on Ray through a coordinator actor; the result JSON."""
     ensure_ray(address)
     job_id = job_id or uuid.uuid4().hex
     owned = coordinator is None

@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from actors import metrics
+from vpp.admm import call_site
 from vpp.errors import InfeasibleError
 from vpp.request import ScheduleRequest
 from vpp.site import SiteProblem, SiteSchedule
@@ -26,7 +28,7 @@ from vpp.telemetry import span_from, tracer
 logger = logging.getLogger(__name__)
 
 
-CALLS = frozenset({"solve_alone", "x_update", "solve_within", "power_ranges"})
+CALLS = frozenset({"solve_alone", "x_update", "solve_within", "dual_values", "power_ranges"})
 """The methods :meth:`SiteShard.call` runs."""
 
 
@@ -52,12 +54,18 @@ class SiteShard:
         with span_from(trace_context, f"shard.{method}", sites=len(self.ids)):
             return getattr(self, method)(*args)
 
-    def solve_alone(self) -> tuple[np.ndarray, np.ndarray, list[SiteSchedule]]:
-        schedules = []
-        for site_id, site in zip(self.ids, self.sites, strict=True):
-            with self._spans.start_as_current_span("site.solve") as span, _timed("solve_alone"):
+    def _each(self, method: str, fn: Callable[[SiteProblem, int], Any]) -> list[Any]:
+        """``fn(site, row)`` for every site, each in span ``site.solve`` and timed; what a
+        site's own code raises fails the call naming the site (:func:`vpp.admm.call_site`)."""
+        out = []
+        for k, (site_id, site) in enumerate(zip(self.ids, self.sites, strict=True)):
+            with self._spans.start_as_current_span("site.solve") as span, _timed(method):
                 span.set_attribute("vpp.site", site_id)
-                schedules.append(site.solve())
+                out.append(call_site(site_id, method, partial(fn, site, k)))
+        return out
+
+    def solve_alone(self) -> tuple[np.ndarray, np.ndarray, list[SiteSchedule]]:
+        schedules = self._each("solve_alone", lambda site, _k: site.solve())
         return (
             np.array([s.site_power for s in schedules]),
             np.array([s.cost for s in schedules]),
@@ -68,26 +76,27 @@ class SiteShard:
         self, rho: float, targets: np.ndarray, rows: list[int]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Prox step of every site toward its row of ``targets`` (the portfolio's array)."""
-        x, costs = [], []
-        for site_id, site, row in zip(self.ids, self.sites, rows, strict=True):
-            with self._spans.start_as_current_span("site.solve") as span, _timed("x_update"):
-                span.set_attribute("vpp.site", site_id)
-                x.append(site.prox(rho, targets[row]))
-                costs.append(site.schedule_of_last().cost)
+
+        def step(site: SiteProblem, k: int) -> tuple[np.ndarray, float]:
+            return site.prox(rho, targets[rows[k]]), site.schedule_of_last().cost
+
+        x, costs = zip(*self._each("x_update", step), strict=True)
         return np.array(x), np.array(costs)
 
     def solve_within(
         self, lower: np.ndarray, upper: np.ndarray, rows: list[int]
     ) -> list[SiteSchedule | None]:
-        out: list[SiteSchedule | None] = []
-        for site_id, site, row in zip(self.ids, self.sites, rows, strict=True):
-            with self._spans.start_as_current_span("site.solve") as span, _timed("solve_within"):
-                span.set_attribute("vpp.site", site_id)
-                try:
-                    out.append(site.solve_within(lower[row], upper[row]))
-                except InfeasibleError:
-                    out.append(None)
-        return out
+        def within(site: SiteProblem, k: int) -> SiteSchedule | None:
+            try:
+                return site.solve_within(lower[rows[k]], upper[rows[k]])
+            except InfeasibleError:  # this share cannot be kept: the final step reallocates
+                return None
+
+        return self._each("solve_within", within)
+
+    def dual_values(self, price: np.ndarray, rows: list[int]) -> np.ndarray:
+        """Every site's :meth:`SiteProblem.dual_value` at ``price`` (the bound's LPs)."""
+        return np.array(self._each("dual_value", lambda site, _k: site.dual_value(price)))
 
     def power_ranges(self) -> list[tuple[np.ndarray, np.ndarray]]:
         return [site.power_range() for site in self.sites]

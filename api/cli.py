@@ -2,9 +2,10 @@
 
 ``vpp schedule REQUEST.json [-o RESULT.json]``
     solve one site's request in-process and print (or write) the result JSON.
-``vpp portfolio PORTFOLIO.json [--centralised] [--compare] [-o RESULT.json]``
+``vpp portfolio PORTFOLIO.json [--method auto|admm|centralised] [--compare] [-o RESULT.json]``
     schedule a portfolio toward its target: ADMM over site actors on Ray (a local Ray, or
-    the cluster at ``--address`` / ``RAY_ADDRESS``), or as one HiGHS model (``--centralised``).
+    the cluster at ``--address`` / ``RAY_ADDRESS``), or as one HiGHS model (``--centralised``
+    is ``--method centralised``); ``auto`` picks by size (docs/portfolio.md).
 ``vpp uftp keygen``
     print a new UFTP signing key pair (``VPP_UFTP_SIGNING_KEY`` and the public key).
 ``vpp demo [--chart PATH] [--sites N]``
@@ -65,18 +66,38 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("request", help="portfolio JSON file, or - for standard input")
     p.add_argument("-o", "--output", help="write the result here instead of printing it")
     p.add_argument(
+        "--method",
+        choices=["auto", "admm", "centralised"],
+        help="ADMM on Ray, one HiGHS model, or auto: by portfolio size (default: the "
+        "request's method, else auto)",
+    )
+    p.add_argument(
         "--centralised",
         action="store_true",
-        help="solve all sites as one HiGHS model instead of ADMM on Ray",
+        help="the same as --method centralised",
     )
     p.add_argument(
         "--compare",
         action="store_true",
-        help="also solve centralised and report the ADMM's optimality gap",
+        help="also solve centralised and report the gap to the exact optimum",
     )
     p.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS or local)")
-    p.add_argument("--max-iterations", type=int, help="ADMM iteration cap (default 50)")
-    p.add_argument("--tolerance", type=float, help="ADMM relative tolerance (default 1e-4)")
+    p.add_argument(
+        "--gap-tolerance",
+        type=float,
+        help="ADMM stops once its certified gap is at most this (default 0.001 = 0.1 %%)",
+    )
+    p.add_argument(
+        "--max-iterations", type=int, help="ADMM iteration cap, a safety net (default 100)"
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        help="seconds: ADMM stops iterating, a centralised MILP returns its incumbent",
+    )
+    p.add_argument(
+        "--tolerance", type=float, help="ADMM residuals' relative tolerance (default 1e-4)"
+    )
     p.set_defaults(func=_portfolio)
 
     p = sub.add_parser("serve", help="the REST API on Ray Serve, with the Ray dashboard")
@@ -148,13 +169,19 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _portfolio(args: argparse.Namespace) -> int:
     request = _read_json(args.request)
+    if isinstance(request, dict):  # flags override the request's own fields
+        flags = {
+            "method": "centralised" if args.centralised else args.method,
+            "gap-tolerance": args.gap_tolerance,
+            "max-iterations": args.max_iterations,
+            "time-limit": args.time_limit,
+            "compare": args.compare or None,
+        }
+        request |= {k: v for k, v in flags.items() if v is not None}
     result = solve_portfolio(
         request,
-        centralised=args.centralised,
         address=args.address,
-        max_iterations=args.max_iterations,
         tolerance=args.tolerance,
-        compare=args.compare,
         show_progress=args.output is not None,
     )
     _write_json(result, args.output)
@@ -166,39 +193,27 @@ def _portfolio(args: argparse.Namespace) -> int:
 def solve_portfolio(
     request: Any,
     *,
-    centralised: bool = False,
     address: str | None = None,
-    max_iterations: int | None = None,
     tolerance: float | None = None,
-    compare: bool = False,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """ADMM on Ray (or centralised), optionally with the gap to the centralised optimum."""
-    from vpp.admm import AdmmSettings
-    from vpp.portfolio import CentralisedPortfolio, validate_portfolio
-
-    validate_portfolio(request)  # field errors before any Ray start-up
-    if centralised:
-        return CentralisedPortfolio(request).solve().to_json()
+    """Schedule a portfolio by its ``method`` (ADMM on Ray, or centralised), with the gap
+    to the centralised optimum when it asks to ``compare``."""
     from actors.run import run_portfolio
+    from vpp.admm import settings_for
+    from vpp.portfolio import choose_method, validate_portfolio
 
+    portfolio = validate_portfolio(request)  # field errors before any Ray start-up
     settings: dict[str, Any] = {}
-    if max_iterations is not None:
-        settings["max_iterations"] = max_iterations
     if tolerance is not None:
         settings["eps_rel"] = tolerance
-    cap = settings.get("max_iterations", AdmmSettings().max_iterations)
-    bar = ProgressBar(cap) if show_progress else None
+    admm = choose_method(portfolio) == "admm"
+    bar = ProgressBar(settings_for(portfolio).max_iterations) if show_progress and admm else None
     result = run_portfolio(
         request, address=address, settings=settings, on_progress=bar.update if bar else None
     )
     if bar:
         bar.close()
-    if compare:
-        reference = CentralisedPortfolio(request).solve()
-        cost = result["portfolio"]["cost"]["value"]
-        result["portfolio"]["centralised-cost"] = round(reference.cost, 9)
-        result["portfolio"]["gap"] = (cost - reference.cost) / abs(reference.cost or 1.0)
     return result
 
 
@@ -214,10 +229,12 @@ class ProgressBar:
         if not self.tty and k % 10:
             return
         filled = int(30 * min(k, self.total) / self.total)
+        bound = entry.get("lower_bound")
         line = (
             f"  ADMM [{'#' * filled}{'.' * (30 - filled)}] {k:4d}/{self.total} "
             f"r={entry['primal_residual']:.2e} s={entry['dual_residual']:.2e} "
-            f"rho={entry['rho']:.2e} cost={entry['objective']:.2f} EUR"
+            f"cost={entry['objective']:.2f} EUR"
+            + (f" bound={bound:.2f} EUR" if bound is not None else "")
         )
         if self.tty:
             print("\r" + line, end="", file=sys.stderr, flush=True)
@@ -232,14 +249,21 @@ class ProgressBar:
 def _summary(result: dict[str, Any]) -> None:
     p = result["portfolio"]
     print(
-        f"  portfolio cost {p['cost']['value']:.2f} EUR, {p['iterations']} iterations "
-        f"(converged: {p['converged']}), limit violation {p['target-violation-kw']:g} kW",
+        f"  portfolio cost {p['cost']['value']:.2f} EUR ({p['method']}), {p['iterations']} "
+        f"iterations (converged: {p['converged']}), limit violation "
+        f"{p['target-violation-kw']:g} kW",
         file=sys.stderr,
     )
+    if p.get("certified-gap") is not None:
+        print(
+            f"  lower bound {p['lower-bound']['value']:.2f} EUR: certified gap "
+            f"{100 * p['certified-gap']:.4f} %",
+            file=sys.stderr,
+        )
     if "gap" in p:
         print(f"  gap to the centralised optimum: {100 * p['gap']:.4f} %", file=sys.stderr)
-    if p["degraded-sites"]:
-        print(f"  degraded sites: {', '.join(p['degraded-sites'])}", file=sys.stderr)
+    for site, reason in p.get("degraded-reasons", {}).items():
+        print(f"  degraded site {site}: {reason}", file=sys.stderr)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -303,14 +327,24 @@ def _portfolio_demo(n: int) -> None:
         f"\nportfolio demo: {n} mixed homes behind congestion point "
         f"{request['target']['congestion-point']}, limit {limit:g} kW, on local Ray"
     )
-    result = solve_portfolio(request, compare=True)
+    # ADMM on purpose (auto would solve this size centralised): the demo shows the actors
+    result = solve_portfolio({**request, "method": "admm", "compare": True})
     p = result["portfolio"]
-    alone = solve_portfolio({**request, "target": None}, centralised=True)["portfolio"]
+    alone = solve_portfolio(
+        {**request, "target": None, "method": "centralised"}, show_progress=False
+    )["portfolio"]
     print(
         f"  cost:        {p['cost']['value']:8.2f} EUR   (centralised optimum "
         f"{p['centralised-cost']:.2f} EUR, gap {100 * p['gap']:.4f} %)"
     )
-    print(f"  iterations:  {p['iterations']:8d}       (converged: {p['converged']})")
+    print(
+        f"  lower bound: {p['lower-bound']['value']:8.2f} EUR   (certified gap "
+        f"{100 * p['certified-gap']:.4f} %, from the ADMM's own prices)"
+    )
+    print(
+        f"  iterations:  {p['iterations']:8d}       (converged: {p['converged']}, "
+        f"stopped by {p['stopped-by']})"
+    )
     print(
         f"  peak:        {max(p['power']['values']):8.2f} kW    (without the limit "
         f"{float(np.max(alone['power']['values'])):.2f} kW; limit {limit:g} kW)"

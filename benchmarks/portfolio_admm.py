@@ -393,10 +393,9 @@ def profile_shard(
     import clarabel
     import scipy.sparse as sp
 
-    from actors.coordinator import price_scale
     from actors.site import SiteShard
     from vpp.admm import AdmmState, initial_rho
-    from vpp.portfolio import parse_portfolio
+    from vpp.portfolio import parse_portfolio, price_scale
 
     portfolio = parse_portfolio(request)
     n = len(portfolio.sites)

@@ -41,14 +41,14 @@ from test_portfolio import (
     mixed,
 )
 
-from actors.coordinator import Coordinator, price_scale
+from actors.coordinator import Coordinator
 from actors.run import run_portfolio, start_coordinator
 from actors.site import SiteShard
 from store import checkpoints, make_engine, session_factory, upgrade
 from vpp import telemetry
 from vpp.admm import AdmmSettings, AdmmState, LocalPool, run_admm
 from vpp.errors import RequestValidationError, VppError
-from vpp.portfolio import build_sites, parse_portfolio, resolve_target
+from vpp.portfolio import build_sites, parse_portfolio, price_scale, resolve_target
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

@@ -1249,7 +1249,7 @@ def test_end_to_end_portfolio_progress_and_what_if(live_portfolios: LiveServer) 
     they run, and a what-if table whose numbers match the results."""
     from vpp.examples import mixed_portfolio
 
-    portfolio = mixed_portfolio(6)
+    portfolio = {**mixed_portfolio(6), "method": "admm"}
     with Client(live_portfolios.url, token=live_portfolios.token) as c:
         stream = io.StringIO()
         job_id = c.submit("portfolio", portfolio)

@@ -70,7 +70,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
 @pytest.fixture(scope="module")
 def request_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("portfolio") / "portfolio.json"
-    path.write_text(json.dumps(mixed_portfolio(SITES, seed=11)))
+    path.write_text(json.dumps({**mixed_portfolio(SITES, seed=11), "method": "admm"}))
     return path
 
 
@@ -183,7 +183,7 @@ def test_vpp_portfolio_and_vpp_serve_join_through_ray_address(
 ) -> None:
     """The two commands users run join the cluster by ``RAY_ADDRESS`` alone."""
     small = tmp_path / "small.json"
-    small.write_text(json.dumps(mixed_portfolio(20, seed=5)))
+    small.write_text(json.dumps({**mixed_portfolio(20, seed=5), "method": "admm"}))
     env = _driver_env(tmp_path, cluster)
     out = tmp_path / "cli.json"
     done = subprocess.run(

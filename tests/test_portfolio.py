@@ -37,6 +37,7 @@ from vpp.portfolio import (
     PortfolioResult,
     build_sites,
     parse_portfolio,
+    price_scale,
     resolve_target,
 )
 
@@ -154,6 +155,8 @@ def portfolio(sites: list[list[dict[str, Any]]], seed: int = 0) -> dict[str, Any
             for i, devices in enumerate(sites)
         ],
         "target": None,
+        # the ADMM is what these portfolios exercise: auto would solve them centralised
+        "method": "admm",
     }
 
 
@@ -200,13 +203,6 @@ def market(request: dict[str, Any], volume: str, price: str) -> dict[str, Any]:
 # -- running and checking -----------------------------------------------------------------------
 
 
-def price_scale(request: dict[str, Any]) -> float:
-    """Typical EUR per kW and step (for ADMM's first rho): mean |consumption price| * dt."""
-    grid = Grid.of(request)
-    prices = grid.series(request["flex-context"]["consumption-price"]) / 1000.0
-    return float(np.mean(np.abs(prices))) * grid.dt
-
-
 def admm(
     request: dict[str, Any], max_iterations: int = 300, **kwargs: Any
 ) -> tuple[PortfolioResult, list[Progress]]:
@@ -219,7 +215,7 @@ def admm(
         parsed,
         pool,
         target,
-        price_scale(request),
+        price_scale(parsed),
         AdmmSettings(max_iterations=max_iterations),
         on_progress=seen.append,
         **kwargs,

@@ -48,14 +48,21 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from vpp.errors import InfeasibleError, VppError
-from vpp.portfolio import PortfolioRequest, PortfolioResult, Target, check_congestion
+from vpp.errors import InfeasibleError, SiteFailedError, VppError
+from vpp.portfolio import (
+    PortfolioRequest,
+    PortfolioResult,
+    Target,
+    certified_gap,
+    check_congestion,
+)
 from vpp.site import SiteProblem, SiteSchedule
 from vpp.telemetry import tracer
 from vpp.timeseries import Horizon
@@ -68,13 +75,29 @@ class AdmmSettings:
     rho: float | None = None  # initial rho (EUR/kW^2 per step); None: from the prices
     eps_rel: float = 1e-4
     eps_abs: float = 1e-5  # kW per element
-    # measured on 1,000 mixed homes: gap 0.034 % at 50 iterations (0.022 % at 100) for half
-    # the wall time; the residual tolerances are rarely reached on LP sites (docs/benchmarks.md)
-    max_iterations: int = 50
+    gap_tolerance: float = 1e-3  # stop once the certified gap is at most this
+    # a safety net: the stopping rule (gap or residuals) ends LP portfolios well before it
+    max_iterations: int = 100
+    time_limit: float | None = None  # seconds of iterations; the final step follows
+    bound_every: int = 5  # iterations between Lagrangian bounds (one LP per site each)
     alpha: float = 1.6  # over-relaxation, in (0, 2)
     mu: float = 50.0  # residual balancing threshold (10 in Boyd; LP sites do better with 50)
     tau: float = 2.0  # residual balancing factor
     feasibility_rounds: int = 4
+
+
+def settings_for(
+    request: PortfolioRequest, overrides: dict[str, Any] | None = None
+) -> AdmmSettings:
+    """The request's own ``gap-tolerance``, ``max-iterations`` and ``time-limit`` over the
+    defaults; ``overrides`` (a caller's tuning: tests, benchmarks) over both."""
+    given = {
+        "gap_tolerance": request.gap_tolerance,
+        "max_iterations": request.max_iterations,
+        "time_limit": request.time_limit,
+    }
+    fields = {k: v for k, v in given.items() if v is not None}
+    return AdmmSettings(**(fields | (overrides or {})))
 
 
 @dataclass
@@ -86,7 +109,7 @@ class AdmmState:
     x: np.ndarray  # (N, T)
     zbar: np.ndarray
     u: np.ndarray
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, float | None]] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         """The state as an ``.npz`` archive (the one serialisation of files and databases)."""
@@ -98,7 +121,9 @@ class AdmmState:
             x=self.x,
             zbar=self.zbar,
             u=self.u,
-            history=np.array([list(h.values()) for h in self.history]),
+            history=np.array(
+                [[math.nan if v is None else v for v in h.values()] for h in self.history]
+            ),
             keys=np.array(list(self.history[0]) if self.history else []),
         )
         return buffer.getvalue()
@@ -109,7 +134,11 @@ class AdmmState:
         with np.load(io.BytesIO(data)) as archive:
             keys = [str(k) for k in archive["keys"]]
             history = [
-                dict(zip(keys, map(float, row), strict=True)) for row in archive["history"]
+                {
+                    k: None if math.isnan(v) else v
+                    for k, v in zip(keys, map(float, row), strict=True)
+                }
+                for row in archive["history"]
             ]
             return cls(
                 int(archive["iteration"]),
@@ -141,13 +170,23 @@ class Progress:
     objective: float  # sites' energy cost + target cost at the current x (EUR)
     violation: float  # congestion excess of sum x (kW)
     seconds: float
+    lower_bound: float | None = None  # best Lagrangian bound so far (EUR), once evaluated
+    certified_gap: float | None = None  # of the final step's schedules, when it ran
 
-    def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
+    def as_dict(self) -> dict[str, float | None]:
+        return {k: None if v is None else float(v) for k, v in asdict(self).items()}
+
+
+Degraded = dict[str, str]
+"""Sites a call could not reach, by id, with the reason (missed the deadline, actor died)."""
 
 
 class SitePool(Protocol):
-    """Where the sites live: in this process, or in Ray actors."""
+    """Where the sites live: in this process, or in Ray actors.
+
+    A site whose own code raises fails the call with :class:`vpp.errors.SiteFailedError`
+    (naming it); only sites that were slow or whose process died come back as degraded.
+    """
 
     site_ids: list[str]
 
@@ -155,20 +194,36 @@ class SitePool(Protocol):
         """Each site's own optimum: powers (N, T) and costs (N)."""
         ...
 
-    def x_update(self, rho: float, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Every site's prox step toward ``targets`` (N, T): powers, costs, degraded ids."""
+    def x_update(self, rho: float, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, Degraded]:
+        """Every site's prox step toward ``targets`` (N, T): powers, costs, degraded sites."""
         ...
 
     def solve_within(
         self, lower: np.ndarray, upper: np.ndarray
-    ) -> tuple[list[SiteSchedule | None], list[str]]:
+    ) -> tuple[list[SiteSchedule | None], Degraded]:
         """Every site re-solved with its power in ``[lower_i, upper_i]``: schedules (None
-        where infeasible) and degraded ids."""
+        where infeasible) and degraded sites."""
+        ...
+
+    def dual_values(self, price: np.ndarray) -> tuple[np.ndarray, Degraded]:
+        """Every site's :meth:`vpp.site.SiteProblem.dual_value` at ``price`` (T): values (N)
+        and the sites that did not answer (their value is NaN)."""
         ...
 
     def power_ranges(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each site's least and most net power per step (for the congestion pre-check)."""
         ...
+
+
+def call_site(site_id: str, method: str, fn: Callable[[], Any]) -> Any:
+    """``fn()`` for one site; whatever its own code raises fails the job naming the site
+    (an infeasible share in the final step is the caller's to handle, not a failure)."""
+    try:
+        return fn()
+    except (InfeasibleError, SiteFailedError):
+        raise
+    except Exception as err:
+        raise SiteFailedError(site_id, method, err) from err
 
 
 class LocalPool:
@@ -178,25 +233,34 @@ class LocalPool:
         self.site_ids = ids
         self.sites = sites
 
+    def _each(self, method: str, fn: Callable[[SiteProblem, int], Any]) -> list[Any]:
+        return [
+            call_site(sid, method, partial(fn, p, i))
+            for i, (sid, p) in enumerate(zip(self.site_ids, self.sites, strict=True))
+        ]
+
     def solve_alone(self) -> tuple[np.ndarray, np.ndarray]:
-        schedules = [p.solve() for p in self.sites]
+        schedules = self._each("solve_alone", lambda p, _i: p.solve())
         return (np.array([s.site_power for s in schedules]), np.array([s.cost for s in schedules]))
 
-    def x_update(self, rho: float, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        x = np.array([p.prox(rho, v) for p, v in zip(self.sites, targets, strict=True)])
+    def x_update(self, rho: float, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, Degraded]:
+        x = np.array(self._each("x_update", lambda p, i: p.prox(rho, targets[i])))
         costs = np.array([p.schedule_of_last().cost for p in self.sites])
-        return x, costs, []
+        return x, costs, {}
 
     def solve_within(
         self, lower: np.ndarray, upper: np.ndarray
-    ) -> tuple[list[SiteSchedule | None], list[str]]:
-        out: list[SiteSchedule | None] = []
-        for p, lo, hi in zip(self.sites, lower, upper, strict=True):
+    ) -> tuple[list[SiteSchedule | None], Degraded]:
+        def within(p: SiteProblem, i: int) -> SiteSchedule | None:
             try:
-                out.append(p.solve_within(lo, hi))
-            except InfeasibleError:
-                out.append(None)
-        return out, []
+                return p.solve_within(lower[i], upper[i])
+            except InfeasibleError:  # this share cannot be kept: the final step reallocates
+                return None
+
+        return self._each("solve_within", within), {}
+
+    def dual_values(self, price: np.ndarray) -> tuple[np.ndarray, Degraded]:
+        return np.array(self._each("dual_value", lambda p, _i: p.dual_value(price))), {}
 
     def power_ranges(self) -> list[tuple[np.ndarray, np.ndarray]]:
         return [p.power_range() for p in self.sites]
@@ -226,6 +290,53 @@ def initial_rho(price_scale: float, x: np.ndarray) -> float:
     return 0.1 * max(price_scale, 1e-6) / max(scale, 1e-3)
 
 
+@dataclass
+class Outcome:
+    """How :func:`run_admm` ended."""
+
+    state: AdmmState
+    converged: bool  # the stopping rule held (certified gap, or both residuals)
+    stopped_by: str  # "gap" | "residuals" | "iterations" | "time-limit"
+    degraded: Degraded
+    lower_bound: float | None  # the best Lagrangian bound (EUR); None if none was complete
+    bound_iteration: int  # the iteration whose prices gave the best bound
+    # the final step's schedules, when the gap check made them at the last state
+    schedules: list[SiteSchedule] | None = None
+
+
+class Certifier:
+    """The Lagrangian dual bound of the ADMM's prices and the certified gap of a schedule.
+
+    With ``y = rho * u`` the portfolio's price on every site's power (EUR/kW per step), weak
+    duality gives ``L(y) = sum_i min_x (f_i(x) + y @ P_i) + min_S (g(S) - y @ S) <= optimum``
+    for any ``y`` (:meth:`vpp.site.SiteProblem.dual_value`, :meth:`Target.dual_term`, which
+    first projects ``y`` where the target's term is finite). The best bound seen stays valid.
+    """
+
+    def __init__(self, pool: SitePool, target: Target) -> None:
+        self.pool, self.target = pool, target
+        self.best: float | None = None
+        self.best_iteration = 0
+
+    def bound(self, state: AdmmState) -> float | None:
+        """Evaluate ``L(rho * u)`` (one LP per site); the best bound so far."""
+        y, term = self.target.dual_term(state.rho * state.u)
+        values, missing = self.pool.dual_values(y)
+        if missing or not np.isfinite(values).all():
+            logger.warning(
+                "no bound at iteration %d: %d sites did not answer", state.iteration, len(missing)
+            )
+            return self.best
+        value = float(values.sum()) + term
+        if self.best is None or value > self.best:
+            self.best, self.best_iteration = value, state.iteration
+        return self.best
+
+    def close(self, objective: float, tolerance: float) -> bool:
+        """Whether the iterate's objective is near enough the bound to try the final step."""
+        return self.best is not None and certified_gap(objective, self.best) <= tolerance
+
+
 def run_admm(
     pool: SitePool,
     target: Target,
@@ -235,13 +346,17 @@ def run_admm(
     state: AdmmState | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     checkpoint: Callable[[AdmmState], None] | None = None,
-) -> tuple[AdmmState, bool, set[str]]:
-    """Iterate until both residuals are small or the cap is hit.
+) -> Outcome:
+    """Iterate until the stopping rule holds (certified gap at most ``gap_tolerance``, or
+    both residuals below their tolerances), the iteration cap or the time limit.
 
-    Returns the final state, whether it converged, and the ids of degraded sites.
+    Every ``bound_every`` iterations (and when the residuals hold) the prices are turned
+    into a Lagrangian bound; when the iterate's objective is within the tolerance of the
+    best bound, the final step runs (a bounded target) and the gap of its feasible
+    schedules is checked: the iterations stop only on a gap a real schedule has.
     """
     cfg = settings or AdmmSettings()
-    degraded: set[str] = set()
+    degraded: Degraded = {}
     started = time.monotonic()
     if state is None:
         x, _ = pool.solve_alone()
@@ -249,28 +364,79 @@ def run_admm(
         xbar = x.mean(axis=0)
         rho = cfg.rho or initial_rho(price_scale, x)
         state = AdmmState(0, rho, x, z_update(target, xbar, n, rho), np.zeros(x.shape[1]))
-    n = state.x.shape[0]
-    converged = False
+    certifier = Certifier(pool, target)
+    stopped_by, schedules = "iterations", None
     spans = tracer(__name__)
     first = state.iteration  # a resumed or warm state counts on; the cap is per run
     while state.iteration - first < cfg.max_iterations:
+        if cfg.time_limit is not None and time.monotonic() - started >= cfg.time_limit:
+            stopped_by = "time-limit"
+            break
         with spans.start_as_current_span("admm.iteration") as span:
             span.set_attribute("vpp.iteration", state.iteration + 1)
             state, progress = _iterate(pool, target, cfg, state, degraded, started)
+            residuals = (
+                progress.primal_residual <= progress.primal_tolerance
+                and progress.dual_residual <= progress.dual_tolerance
+            )
+            schedules = None
+            if residuals or (state.iteration - first) % cfg.bound_every == 0:
+                progress = replace(progress, lower_bound=certifier.bound(state))
+                if certifier.close(progress.objective, cfg.gap_tolerance):
+                    schedules, gap = _try_final(pool, target, state, cfg, certifier, degraded)
+                    progress = replace(progress, certified_gap=gap)
+                    if gap is not None and gap <= cfg.gap_tolerance:
+                        stopped_by = "gap"
+            if residuals and stopped_by != "gap":
+                stopped_by = "residuals"
             span.set_attribute("vpp.primal_residual", progress.primal_residual)
             span.set_attribute("vpp.dual_residual", progress.dual_residual)
             span.set_attribute("vpp.rho", progress.rho)
+        state.history.append(progress.as_dict())
         if on_progress is not None:
             on_progress(progress)
         if checkpoint is not None:
             checkpoint(state)
-        if (
-            progress.primal_residual <= progress.primal_tolerance
-            and progress.dual_residual <= progress.dual_tolerance
-        ):
-            converged = True
+        if stopped_by in ("gap", "residuals"):
             break
-    return state, converged, degraded
+    return Outcome(
+        state,
+        stopped_by in ("gap", "residuals"),
+        stopped_by,
+        degraded,
+        certifier.best,
+        certifier.best_iteration,
+        schedules,
+    )
+
+
+def _try_final(
+    pool: SitePool,
+    target: Target,
+    state: AdmmState,
+    cfg: AdmmSettings,
+    certifier: Certifier,
+    degraded: Degraded,
+) -> tuple[list[SiteSchedule] | None, float | None]:
+    """The final step at this state and its certified gap; ``(None, None)`` when the limit
+    cannot be split among the sites yet (the iterations go on: a later state may split)."""
+    try:
+        schedules, slow = feasibility_step(pool, target, state, cfg)
+    except InfeasibleError as err:
+        logger.info("iteration %d: no final schedule yet (%s)", state.iteration, err.message)
+        return None, None
+    _note(degraded, slow, f"final step at iteration {state.iteration}")
+    cost = sum(s.cost for s in schedules) + target.cost(
+        np.sum([s.site_power for s in schedules], axis=0)
+    )
+    assert certifier.best is not None  # close() held
+    return schedules, certified_gap(cost, certifier.best)
+
+
+def _note(degraded: Degraded, new: Degraded, where: str) -> None:
+    """Keep each site's first reason, saying where it happened."""
+    for site, reason in new.items():
+        degraded.setdefault(site, f"{reason} ({where})")
 
 
 def _iterate(
@@ -278,14 +444,14 @@ def _iterate(
     target: Target,
     cfg: AdmmSettings,
     state: AdmmState,
-    degraded: set[str],
+    degraded: Degraded,
     started: float,
 ) -> tuple[AdmmState, Progress]:
     """One ADMM iteration: x-update on every site, z-update, dual update, rho balancing."""
     n, steps = state.x.shape
     x_old, xbar_old, z_old = state.x, state.x.mean(axis=0), state.zbar
     x, costs, slow = pool.x_update(state.rho, x_old - xbar_old + z_old - state.u)
-    degraded.update(slow)
+    _note(degraded, slow, f"x-update at iteration {state.iteration + 1}")
     xbar = x.mean(axis=0)
     xhat = cfg.alpha * xbar + (1 - cfg.alpha) * z_old
     zbar = z_update(target, xhat + state.u, n, state.rho)
@@ -324,13 +490,12 @@ def _iterate(
         progress.rho,
         progress.objective,
     )
-    history = [*state.history, progress.as_dict()]
-    return AdmmState(state.iteration + 1, rho, x, zbar, u, history), progress
+    return AdmmState(state.iteration + 1, rho, x, zbar, u, list(state.history)), progress
 
 
 def feasibility_step(
     pool: SitePool, target: Target, state: AdmmState, settings: AdmmSettings | None = None
-) -> tuple[list[SiteSchedule], list[str]]:
+) -> tuple[list[SiteSchedule], Degraded]:
     """Final schedules that keep the hard bounds (congestion limit, commitments) exactly
     (see the module docstring).
 
@@ -347,7 +512,7 @@ def feasibility_step(
     total = share.sum(axis=0)
     upper = share + np.where(np.isfinite(target.upper), (target.upper - total) / n, np.inf)
     lower = share - np.where(np.isfinite(target.lower), (total - target.lower) / n, np.inf)
-    degraded: set[str] = set()
+    degraded: Degraded = {}
     for round_ in range(cfg.feasibility_rounds):
         if target.kind == "market":
             # the market's cost lives at every step: a site free to move where no bound is
@@ -356,14 +521,14 @@ def feasibility_step(
             schedules, slow = _near_within(pool, x, lower, upper)
         else:
             schedules, slow = pool.solve_within(lower, upper)
-        degraded.update(slow)
+        degraded = slow | degraded
         failed = [i for i, sch in enumerate(schedules) if sch is None]
         fixed = {i for i, sid in enumerate(pool.site_ids) if sid in slow}
         if not failed:
             final = [sch for sch in schedules if sch is not None]
             power = np.sum([sch.site_power for sch in final], axis=0)
             if target.violation(power) <= 1e-6 * n:
-                return final, sorted(degraded)
+                return final, degraded
         logger.info(
             "feasibility round %d: %d sites cannot keep their share, %d unreachable",
             round_ + 1,
@@ -385,13 +550,13 @@ def feasibility_step(
 
 def _near_within(
     pool: SitePool, x: np.ndarray, lower: np.ndarray, upper: np.ndarray
-) -> tuple[list[SiteSchedule | None], list[str]]:
+) -> tuple[list[SiteSchedule | None], Degraded]:
     """Each site within ``[lower_i, upper_i]`` and as close to its ADMM power as it can keep
     (the band widens per site, as in :func:`_reproduce`); where the band misses the share,
     the share's bounds hold alone. Sums stay within the shares' bounds whatever the band."""
     schedules: list[SiteSchedule | None] = [None] * x.shape[0]
     width = np.zeros(x.shape)
-    slow: list[str] = []
+    slow: Degraded = {}
     for band in (1e-3, 0.05, 0.25, 1.0, 5.0, np.inf):
         missing = [i for i, sch in enumerate(schedules) if sch is None]
         if not missing:
@@ -401,12 +566,12 @@ def _near_within(
         apart = lo > hi
         lo[apart], hi[apart] = lower[apart], upper[apart]
         tries, late = pool.solve_within(lo, hi)
-        slow += late
+        slow = late | slow
         schedules = [sch if sch is not None else tries[i] for i, sch in enumerate(schedules)]
-    return schedules, sorted(set(slow))
+    return schedules, slow
 
 
-def _reproduce(pool: SitePool, x: np.ndarray) -> tuple[list[SiteSchedule], list[str]]:
+def _reproduce(pool: SitePool, x: np.ndarray) -> tuple[list[SiteSchedule], Degraded]:
     """Each site re-solves within a band around its ADMM power, exactly feasible for itself.
 
     The band starts at solver tolerance and widens only for the sites that cannot keep it:
@@ -415,7 +580,7 @@ def _reproduce(pool: SitePool, x: np.ndarray) -> tuple[list[SiteSchedule], list[
     from it; it moves as little as the band allows.
     """
     schedules: list[SiteSchedule | None] = [None] * x.shape[0]
-    slow: list[str] = []
+    slow: Degraded = {}
     for band in (1e-6, 1e-3, 0.05, 0.25, 1.0, 5.0, np.inf):
         missing = [i for i, sch in enumerate(schedules) if sch is None]
         if not missing:
@@ -423,11 +588,11 @@ def _reproduce(pool: SitePool, x: np.ndarray) -> tuple[list[SiteSchedule], list[
         width = np.zeros(x.shape)
         width[missing] = band  # sites already done re-solve in place (zero width is cheap)
         tries, late = pool.solve_within(x - width - 1e-6, x + width + 1e-6)
-        slow += late
+        slow = late | slow
         schedules = [sch if sch is not None else tries[i] for i, sch in enumerate(schedules)]
     if any(sch is None for sch in schedules):
         raise VppError("sites could not reproduce their ADMM schedules")
-    return [sch for sch in schedules if sch is not None], sorted(set(slow))
+    return [sch for sch in schedules if sch is not None], slow
 
 
 def _reallocate(
@@ -473,26 +638,34 @@ def solve_portfolio_admm(
     on_progress: Callable[[Progress], None] | None = None,
     checkpoint: Callable[[AdmmState], None] | None = None,
 ) -> PortfolioResult:
-    """ADMM, then the feasibility step: the result every entry point returns."""
+    """ADMM, then the feasibility step and the certified gap: the result every entry point
+    returns."""
+    cfg = settings or AdmmSettings()
     horizon: Horizon = request.horizon
     ids = [s.id for s in request.sites]
     if target.kind == "none" and not target.bounded:
-        x, _ = pool.solve_alone()
-        state = AdmmState(0, 0.0, x, x.mean(axis=0), np.zeros(horizon.steps))
-        schedules, degraded = feasibility_step(pool, target, state, settings)
-        return PortfolioResult(horizon, ids, schedules, target, extra={"method": "independent"})
+        return _independent(pool, target, horizon, ids, cfg)
     if target.bounded:
         check_congestion(horizon, pool.power_ranges(), target)
-    state, converged, slow = run_admm(
+    outcome = run_admm(
         pool,
         target,
         price_scale,
-        settings,
+        cfg,
         state=state,
         on_progress=on_progress,
         checkpoint=checkpoint,
     )
-    schedules, degraded = feasibility_step(pool, target, state, settings)
+    state, degraded = outcome.state, dict(outcome.degraded)
+    schedules = outcome.schedules
+    if schedules is None:
+        schedules, slow = feasibility_step(pool, target, state, cfg)
+        _note(degraded, slow, "final step")
+    bound = outcome.lower_bound
+    if outcome.bound_iteration != state.iteration or bound is None:
+        bound = Certifier(pool, target).bound(state)
+        if outcome.lower_bound is not None and (bound is None or bound < outcome.lower_bound):
+            bound = outcome.lower_bound
     last = state.history[-1] if state.history else {}
     result = PortfolioResult(
         horizon,
@@ -500,16 +673,41 @@ def solve_portfolio_admm(
         schedules,
         target,
         iterations=state.iteration,
-        converged=converged,
-        primal_residual=float(last.get("primal_residual", 0.0)),
-        dual_residual=float(last.get("dual_residual", 0.0)),
-        degraded_sites=sorted(slow | set(degraded)),
+        converged=outcome.converged,
+        primal_residual=float(last.get("primal_residual") or 0.0),
+        dual_residual=float(last.get("dual_residual") or 0.0),
+        degraded_sites=sorted(degraded),
+        degraded_reasons=dict(sorted(degraded.items())),
     )
     result.extra["method"] = "admm"
-    admm_objective = float(last.get("objective", math.nan))
+    result.extra["stopped-by"] = outcome.stopped_by
+    result.extra["gap-tolerance"] = cfg.gap_tolerance
+    admm_objective = float(last.get("objective") or math.nan)
     result.extra["admm-objective"] = round(admm_objective, 9)
     result.extra["feasibility-cost"] = round(result.cost - admm_objective, 9)
+    result.certify(bound)
     result.admm_state = state
+    return result
+
+
+def _independent(
+    pool: SitePool, target: Target, horizon: Horizon, ids: list[str], cfg: AdmmSettings
+) -> PortfolioResult:
+    """No target and no hard bound: every site alone, in parallel; the bound is the sum of
+    the sites' own bounds."""
+    x, _ = pool.solve_alone()
+    state = AdmmState(0, 0.0, x, x.mean(axis=0), np.zeros(horizon.steps))
+    schedules, degraded = feasibility_step(pool, target, state, cfg)
+    result = PortfolioResult(
+        horizon,
+        ids,
+        schedules,
+        target,
+        degraded_sites=sorted(degraded),
+        degraded_reasons=dict(sorted(degraded.items())),
+        extra={"method": "independent", "stopped-by": "independent"},
+    )
+    result.certify(Certifier(pool, target).bound(state))
     return result
 
 

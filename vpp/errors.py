@@ -115,6 +115,24 @@ class SolverError(VppError):
     title = "Solver failure"
 
 
+class SiteFailedError(VppError):
+    """A site's own computation raised (a bug, or input its model cannot take). Never folded
+    into a degraded site: the job fails and names the site."""
+
+    http_status = 500
+    title = "Site computation failed"
+
+    def __init__(self, site: str, method: str, cause: BaseException) -> None:
+        super().__init__(f"site {site}: {method} raised {type(cause).__name__}: {cause}")
+        self.site = site
+        self.method = method
+
+    def to_problem(self) -> dict[str, Any]:
+        body = super().to_problem()
+        body["site"] = self.site
+        return body
+
+
 class NotFoundError(VppError):
     http_status = 404
     title = "Not found"

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -44,7 +45,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from vpp.device import PowerSeries, PriceSeries, Spec
-from vpp.errors import FieldIssue, InfeasibleError, RequestValidationError
+from vpp.errors import FieldIssue, InfeasibleError, RequestValidationError, SolverError
 from vpp.exclusive import Exclusivity
 from vpp.linear import INF, LinearModel, Term
 from vpp.request import FlexContext, FlexModel, ScheduleRequest, TimeWindow, validate
@@ -103,6 +104,12 @@ class PortfolioRequest(TimeWindow):
     sites: list[SiteEntry] = Field(min_length=1)
     target: Annotated[CongestionTarget | MarketTarget, Field(discriminator="type")] | None = None
     commitments: list[Commitment] = Field(default_factory=list)
+    # how to solve it (docs/portfolio.md, "Methods and the stopping rule")
+    method: Literal["auto", "admm", "centralised"] = "auto"
+    gap_tolerance: float | None = Field(default=None, gt=0, lt=1)
+    max_iterations: int | None = Field(default=None, ge=1, le=100_000)
+    time_limit: float | None = Field(default=None, gt=0)
+    compare: bool = False
 
     @field_validator("sites")
     @classmethod
@@ -172,6 +179,31 @@ class Target:
         if self.kind != "market":
             return 0.0
         return float(self.dt * self.deviation_price @ np.abs(total - self.volume))
+
+    def dual_term(self, price: np.ndarray) -> tuple[np.ndarray, float]:
+        """The target's term of the Lagrangian dual: ``min_S g(S) - price @ S``, with ``g``
+        the target's cost plus the indicator of its hard bounds, and the price projected
+        first onto where that minimum is finite. Returns ``(projected price, term)``.
+
+        Per step ``g`` is ``c*|S - volume|`` on ``[lower, upper]`` (``c = dt *
+        deviation_price`` for a market target, 0 otherwise). Toward an infinite bound the
+        term stays finite only while the price does not exceed the slope ``c`` there, so the
+        price is clipped to ``[-c, c]`` on the sides without a bound; the minimum of the
+        convex piecewise-linear ``g - price * S`` is then at a finite bound or at the
+        breakpoint ``volume`` (clipped into the bounds).
+        """
+        c = self.dt * self.deviation_price if self.kind == "market" else np.zeros_like(price)
+        high = np.where(np.isfinite(self.upper), np.inf, c)
+        low = np.where(np.isfinite(self.lower), -np.inf, -c)
+        y = np.clip(price, low, high)
+        breakpoint = np.clip(self.volume, self.lower, self.upper)
+        best = c * np.abs(breakpoint - self.volume) - y * breakpoint
+        for bound in (self.lower, self.upper):
+            finite = np.isfinite(bound)
+            at = np.where(finite, bound, 0.0)
+            value = c * np.abs(at - self.volume) - y * at
+            best = np.where(finite, np.minimum(best, value), best)
+        return y, float(best.sum())
 
 
 def resolve_target(request: PortfolioRequest) -> Target:
@@ -337,12 +369,30 @@ class PortfolioResult:
     primal_residual: float = 0.0
     dual_residual: float = 0.0
     degraded_sites: list[str] = field(default_factory=list)
+    degraded_reasons: dict[str, str] = field(default_factory=dict)  # site id -> why
+    time_limited: bool = False  # a centralised MILP's incumbent at the time limit
     extra: dict[str, Any] = field(default_factory=dict)  # more "portfolio" entries in JSON
     admm_state: Any = None  # vpp.admm.AdmmState, to warm-start a later run
 
     @property
     def power(self) -> np.ndarray:
         return np.sum([s.site_power for s in self.schedules], axis=0)
+
+    @property
+    def status(self) -> str:
+        """``finished`` only when every site was really optimised (docs/portfolio.md)."""
+        if self.degraded_sites:
+            return "degraded"
+        return "time-limited" if self.time_limited else "finished"
+
+    def certify(self, lower_bound: float | None) -> None:
+        """Report ``lower-bound`` and ``certified-gap`` (None where no valid bound exists)."""
+        self.extra["lower-bound"] = (
+            None if lower_bound is None else {"value": round(lower_bound, 9), "unit": "EUR"}
+        )
+        self.extra["certified-gap"] = (
+            None if lower_bound is None else certified_gap(self.cost, lower_bound)
+        )
 
     @property
     def cost(self) -> float:
@@ -356,7 +406,7 @@ class PortfolioResult:
             sites.append({"id": site_id, **{k: body[k] for k in ("devices", "site", "cost")}})
         first = self.schedules[0].to_json()
         return {
-            "status": "finished",
+            "status": self.status,
             **{k: first[k] for k in ("start", "duration", "resolution")},
             "sites": sites,
             "portfolio": {
@@ -368,6 +418,7 @@ class PortfolioResult:
                 "primal-residual": self.primal_residual,
                 "dual-residual": self.dual_residual,
                 "degraded-sites": self.degraded_sites,
+                "degraded-reasons": self.degraded_reasons,
                 **self.extra,
             },
         }
@@ -422,18 +473,36 @@ class CentralisedPortfolio:
                 [self.cost, t.dt * t.deviation_price, t.dt * t.deviation_price]
             )
 
-    def solve(self) -> PortfolioResult:
+    def solve(self, time_limit: float | None = None) -> PortfolioResult:
+        """The exact optimum; with ``time_limit`` (seconds) a MILP that hits it returns its
+        incumbent (status ``time-limited``, its MIP gap reported), and a solve with no
+        schedule by then fails naming the limit."""
         integer = self.model.integrality().any()
         options = "ipm" if self.model.n_cols > 100_000 and not integer else "choose"
-        solver = HighsSolver(self.model)
+        limit = math.inf if time_limit is None else time_limit
+        solver = HighsSolver(self.model, time_limit=limit)
         solver.highs.setOptionValue("solver", options)
         solver.set_cost(self.cost)
+        started = time.monotonic()
         for _ in range(self.request.horizon.steps + 1):
-            solution = solver.solve()
+            left = limit - (time.monotonic() - started)
+            solver.highs.setOptionValue("time_limit", max(left, 1e-3))
+            try:
+                solution = solver.solve()
+            except SolverError as err:
+                if time.monotonic() - started < limit:
+                    raise
+                raise SolverError(
+                    f"the centralised solve found no schedule within its time limit of "
+                    f"{limit:g} s ({err.message}); give a larger time-limit or method admm"
+                ) from None
             if solution.status == "infeasible":
                 raise self._infeasible()
-            if not self.exclusive.enforce(self.model, solution.x):
+            if solution.status == "feasible" or not self.exclusive.enforce(self.model, solution.x):
                 break
+        bound = solution.objective
+        if integer or self.model.integrality().any():
+            bound = min(bound, float(solver.highs.getInfo().mip_dual_bound))
         schedules = []
         for p, offset in zip(self.sites, self.offsets, strict=True):
             x = solution.x[offset : offset + p.model.n_cols]
@@ -444,6 +513,10 @@ class CentralisedPortfolio:
         )
         result.extra["method"] = "centralised"
         result.extra["objective"] = solution.objective + self.constant
+        result.time_limited = solution.status == "feasible"
+        if result.time_limited:
+            result.extra["mip-gap"] = solution.mip_gap
+        result.certify(bound + self.constant)
         self.last_solution = solution  # extra columns a caller added (vpp.gopacs) live here
         return result
 
@@ -462,6 +535,54 @@ class CentralisedPortfolio:
             "over the day do not fit, though each step alone could)",
             constraint=name,
         )
+
+
+AUTO_ADMM_MIN_SITES = 1000
+"""``method: auto`` runs ADMM from this many sites on, centralised below: the crossover
+measured in docs/benchmarks.md (section "Choosing the method")."""
+
+
+def choose_method(request: PortfolioRequest) -> Literal["admm", "centralised"]:
+    """The method a request asks for; ``auto`` picks the faster one by portfolio size."""
+    if request.method != "auto":
+        return request.method
+    return "admm" if len(request.sites) >= AUTO_ADMM_MIN_SITES else "centralised"
+
+
+def compare_with_centralised(result: dict[str, Any], request: PortfolioRequest) -> None:
+    """Add the exact optimum (``centralised-cost``) and the result's ``gap`` to it,
+    ``(cost - optimum) / |optimum|``, to a result's ``portfolio``."""
+    reference = CentralisedPortfolio(request).solve(request.time_limit)
+    cost = result["portfolio"]["cost"]["value"]
+    result["portfolio"]["centralised-cost"] = round(reference.cost, 9)
+    result["portfolio"]["centralised-status"] = reference.status
+    result["portfolio"]["gap"] = (cost - reference.cost) / abs(reference.cost or 1.0)
+
+
+def price_scale(portfolio: PortfolioRequest) -> float:
+    """Typical EUR per kW and step of the portfolio's consumption price (for the first rho)."""
+    horizon = portfolio.horizon
+    price = portfolio.flex_context.consumption_price
+    if price is None:
+        price = next(
+            (
+                s.flex_context.consumption_price
+                for s in portfolio.sites
+                if s.flex_context and s.flex_context.consumption_price
+            ),
+            None,
+        )
+    if price is None:
+        return 0.1 * horizon.dt
+    values = price.resolve(horizon, "flex-context.consumption-price", 0.0)
+    return float(np.mean(np.abs(np.nan_to_num(values)))) * horizon.dt
+
+
+def certified_gap(cost: float, lower_bound: float) -> float:
+    """``(cost - lower_bound) / |cost|``: how far, at most, a cost is above the optimum,
+    relative to the cost (the denominator never below 1e-6 EUR). Never negative: a bound
+    above the cost by solver tolerance counts as 0."""
+    return max(0.0, (cost - lower_bound) / max(abs(cost), 1e-6))
 
 
 def check_congestion(

@@ -26,6 +26,14 @@ import scipy.sparse as sp
 from vpp.errors import SolverError
 from vpp.linear import LinearModel
 
+HUGE = 1e20
+"""A bound at least this large is no bound (HiGHS' convention): Clarabel's presolve drops such
+rows and then refuses data updates, and without presolve its interior point stalls on them."""
+
+
+def _unbounded(bounds: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(bounds) >= HUGE, np.copysign(np.inf, bounds), bounds)
+
 
 class ProxSolver:
     """Clarabel built once for a model; :meth:`solve` changes only the linear cost.
@@ -43,7 +51,7 @@ class ProxSolver:
     ) -> None:
         self.n = model.n_cols
         self.rho = 0.0
-        lo, hi = (b.copy() for b in model.bounds())
+        lo, hi = (_unbounded(b) for b in model.bounds())
         for col, value in (fixed or {}).items():
             lo[col] = hi[col] = value
         pinned = np.isclose(lo, hi)
@@ -52,7 +60,7 @@ class ProxSolver:
         whole = model.matrix().tocsc()
         shift = whole @ self.x0  # what the fixed columns contribute to each row
         a = whole[:, self.free].tocsr()
-        rlo, rhi = (r - shift for r in model.row_bounds())
+        rlo, rhi = (_unbounded(r) - shift for r in model.row_bounds())
         lo, hi = lo[self.free], hi[self.free]
         position = np.full(self.n, -1)
         position[self.free] = np.arange(len(self.free))

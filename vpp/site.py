@@ -142,12 +142,11 @@ def _resolve_context(
             issues.extend(err.issues)
     # posinf too: nan_to_num's default maps inf to the largest float (1.8e308), a finite bound
     # that solvers treat as a real row (Clarabel's presolve dropped it, then refused updates)
-    unlimited = {"nan": INF, "posinf": INF}
     return (
         cp,
         pp,
-        np.nan_to_num(cons_cap, **unlimited),
-        np.nan_to_num(prod_cap, **unlimited),
+        np.nan_to_num(cons_cap, nan=INF, posinf=INF),
+        np.nan_to_num(prod_cap, nan=INF, posinf=INF),
         inflexible,
     )
 
@@ -414,6 +413,28 @@ class SiteProblem:
             x = self._prox.solve(cost, rho, target)
         self.last_x = x
         return np.asarray(x[self.power])
+
+    def dual_value(self, power_price: np.ndarray) -> float:
+        """A lower bound on ``min cost + power_price @ P`` over this site's schedules: the
+        site's term of the portfolio's Lagrangian dual bound (:mod:`vpp.admm`).
+
+        An LP site's value is its exact optimum with the price on its power. A site with
+        integer columns (process starts, exclusivity binaries) solves its MILP and reports
+        HiGHS' dual bound of it (the best proven lower bound, equal to the optimum within
+        ``mip_rel_gap``); exclusivity rows not yet added only relax the model further, so
+        the bound stays valid.
+        """
+        cost = self.base_cost.copy()
+        cost[self.power] += power_price
+        self.solver.set_cost(cost)
+        self.solver.set_quadratic(None)
+        solution = self.solver.solve()
+        if solution.status == "infeasible":
+            raise self._explain_infeasible()
+        value = solution.objective
+        if self.model.integrality().any():
+            value = min(value, float(self.solver.highs.getInfo().mip_dual_bound))
+        return value + self.cost_constant
 
     def _simultaneous(self, x: np.ndarray) -> dict[int, float]:
         """Columns to fix at 0 where a pair charges and discharges at once in ``x``."""
