@@ -195,6 +195,8 @@ def _progress_writer(
                     "rho",
                     "objective",
                     "violation",
+                    "lower_bound",
+                    "certified_gap",
                 )
                 if key in entry
             }

@@ -266,12 +266,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def three_iterations(request: dict[str, Any]) -> AdmmState:
     """The state of ``request`` after 3 in-process ADMM iterations (a dead job's checkpoint)."""
     parsed = parse_portfolio(request)
-    partial, _, _ = run_admm(
+    partial = run_admm(
         LocalPool([s.id for s in parsed.sites], build_sites(parsed)),
         resolve_target(parsed),
         price_scale(parsed),
         AdmmSettings(max_iterations=3),
-    )
+    ).state
     assert partial.iteration == 3
     return partial
 

@@ -454,8 +454,8 @@ class SiteProblem:
         """
         lo, hi = self.model.bounds()
         saved = lo[self.power].copy(), hi[self.power].copy()
+        # the x-update's solver keeps its own copy of the model's bounds, restored below
         self.model.tighten(self.power, lower, upper)
-        self._prox, self._prox_fixed = None, {}  # the bounds changed
         try:
             return self.solve(power_price)
         finally:
