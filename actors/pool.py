@@ -116,9 +116,11 @@ class RayPool:
                 self.fallback[i] = schedule
         return self.x.copy(), self.costs.copy()
 
-    def x_update(self, rho: float, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, Degraded]:
+    def x_update(
+        self, rho: float, targets: np.ndarray, accuracy: float
+    ) -> tuple[np.ndarray, np.ndarray, Degraded]:
         shared = ray.put(targets)  # once in the object store; every shard reads its rows
-        results, missing = self._call("x_update", self.options.deadline, rho, shared)
+        results, missing = self._call("x_update", self.options.deadline, rho, shared, accuracy)
         for group, result in zip(self.groups, results, strict=True):
             if result is not None:
                 self.x[group], self.costs[group] = result

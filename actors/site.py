@@ -73,12 +73,13 @@ class SiteShard:
         )
 
     def x_update(
-        self, rho: float, targets: np.ndarray, rows: list[int]
+        self, rho: float, targets: np.ndarray, accuracy: float, rows: list[int]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Prox step of every site toward its row of ``targets`` (the portfolio's array)."""
 
         def step(site: SiteProblem, k: int) -> tuple[np.ndarray, float]:
-            return site.prox(rho, targets[rows[k]]), site.schedule_of_last().cost
+            x = site.prox(rho, targets[rows[k]], accuracy=accuracy)
+            return x, site.schedule_of_last().cost
 
         x, costs = zip(*self._each("x_update", step), strict=True)
         return np.array(x), np.array(costs)

@@ -909,7 +909,7 @@ class Grid:
         return lower, upper
 
 
-_COMMON = "name type availability "
+_COMMON = "name type availability consumption-price production-price "
 _SOC = "soc-at-start soc-min soc-max soc-minima soc-maxima soc-targets storage-efficiency "
 _FIELDS = {
     kind: set(fields.split())
@@ -941,6 +941,19 @@ _DEFAULT_NAMES = {
 }
 
 
+def _own_prices(raw: dict, grid: Grid) -> dict[str, np.ndarray | None]:
+    """A device's own ``consumption-price`` / ``production-price`` (EUR/MWh per step); either
+    defaults to the other, both ``None`` when the device is settled at the site's prices.
+    Such a device is costed at these prices in :func:`add_site` and left out of the site's
+    import/export settlement (docs/flex-model.md)."""
+    cp = grid.series(raw["consumption-price"]) if "consumption-price" in raw else None
+    pp = grid.series(raw["production-price"]) if "production-price" in raw else None
+    return {
+        "consumption_price": cp if cp is not None else pp,
+        "production_price": pp if pp is not None else cp,
+    }
+
+
 def device_from_json(raw: dict, grid: Grid) -> Storage | Generation | FixedLoad | Process:
     """One flex-model device, read by hand (see docs/flex-model.md)."""
     kind = raw.get("type", "storage")
@@ -949,13 +962,16 @@ def device_from_json(raw: dict, grid: Grid) -> Storage | Generation | FixedLoad 
         raise NotImplementedError(f"{kind} fields {sorted(unknown)}")
     name = raw.get("name", _DEFAULT_NAMES[kind])
     n = grid.steps
+    prices = _own_prices(raw, grid)
     on = grid.available(raw.get("availability"))
     keep = grid.series(raw.get("storage-efficiency", 1.0))
     if kind == "storage":
         lower, upper = grid.soc_bounds(raw)
-        cap = raw.get("power-capacity")
-        cmax = grid.series(raw.get("consumption-capacity", cap))
-        dmax = grid.series(raw.get("production-capacity", cap))
+        # each of consumption-/production-capacity defaults to power-capacity; given both, the
+        # tighter holds (as site-power-capacity with site-consumption-capacity)
+        cap = grid.series(raw.get("power-capacity", np.inf))
+        cmax = np.minimum(grid.series(raw.get("consumption-capacity", np.inf)), cap)
+        dmax = np.minimum(grid.series(raw.get("production-capacity", np.inf)), cap)
         if "roundtrip-efficiency" in raw:
             eta_c = eta_d = np.full(n, np.sqrt(quantity(raw["roundtrip-efficiency"])))
         else:
@@ -963,18 +979,21 @@ def device_from_json(raw: dict, grid: Grid) -> Storage | Generation | FixedLoad 
             eta_d = grid.series(raw.get("discharging-efficiency", 1.0))
         usage = grid.summed(raw.get("soc-usage")) - grid.summed(raw.get("soc-gain"))
         soc0 = quantity(raw["soc-at-start"])
-        return Storage(name, soc0, lower, upper, cmax * on, dmax * on, eta_c, eta_d, keep, usage)
+        return Storage(
+            name, soc0, lower, upper, cmax * on, dmax * on, eta_c, eta_d, keep, usage, **prices
+        )
     if kind == "heat":
         lower, upper = grid.soc_bounds(raw)
         cap = grid.series(raw["power-capacity"]) * on
         demand = grid.series(raw.get("heat-demand", "0 kW"), 0.0)
         cop = grid.series(raw["cop"])
         soc0 = quantity(raw["soc-at-start"])
-        return Storage(name, soc0, lower, upper, cap, np.zeros(n), cop, 1.0, keep, demand)
+        return Storage(name, soc0, lower, upper, cap, np.zeros(n), cop, 1.0, keep, demand, **prices)
     if kind == "generation":
-        return Generation(name, grid.series(raw["production"]) * on, bool(raw.get("curtailable")))
+        forecast = grid.series(raw["production"]) * on
+        return Generation(name, forecast, bool(raw.get("curtailable")), **prices)
     if kind == "inflexible":
-        return FixedLoad(name, grid.series(raw["power"]) * on)
+        return FixedLoad(name, grid.series(raw["power"]) * on, **prices)
     if raw.get("process-type", "SHIFTABLE") != "SHIFTABLE":
         raise NotImplementedError("only SHIFTABLE processes")
     power = raw["power"]
@@ -984,7 +1003,7 @@ def device_from_json(raw: dict, grid: Grid) -> Storage | Generation | FixedLoad 
         profile = np.full(round(iso_hours(raw["duration"]) / grid.dt), quantity(power))
     first = grid.index(raw["earliest-start"]) if "earliest-start" in raw else 0
     stop = grid.index(raw["latest-end"]) if "latest-end" in raw else n
-    return Process(name, profile, first, stop, on)
+    return Process(name, profile, first, stop, on, **prices)
 
 
 def site_from_json(grid: Grid, flex_model: dict | list[dict], context: dict) -> Site:

@@ -106,13 +106,13 @@ class CrashingShard(SiteShard):
     crash_on = 5
     marker = ""
 
-    def x_update(self, rho: float, targets: np.ndarray, rows: list[int]) -> Any:
+    def x_update(self, rho: float, targets: np.ndarray, accuracy: float, rows: list[int]) -> Any:
         self.calls = getattr(self, "calls", 0) + 1
         crash = self.victim in self.ids and self.calls == self.crash_on
         if crash and not os.path.exists(self.marker):
             Path(self.marker).touch()
             os._exit(1)
-        return super().x_update(rho, targets, rows)
+        return super().x_update(rho, targets, accuracy, rows)
 
 
 class SlowShard(SiteShard):
@@ -122,11 +122,11 @@ class SlowShard(SiteShard):
     slow_on: tuple[int, ...] = (3,)
     delay = 2.5
 
-    def x_update(self, rho: float, targets: np.ndarray, rows: list[int]) -> Any:
+    def x_update(self, rho: float, targets: np.ndarray, accuracy: float, rows: list[int]) -> Any:
         self.calls = getattr(self, "calls", 0) + 1
         if self.victim in self.ids and self.calls in self.slow_on:
             time.sleep(self.delay)
-        return super().x_update(rho, targets, rows)
+        return super().x_update(rho, targets, accuracy, rows)
 
 
 # -- (a) + (e): a congestion portfolio on Ray --------------------------------------------------

@@ -85,7 +85,7 @@ class RaisingShard(SiteShard):
 
     victim = "site-2"
 
-    def x_update(self, rho: float, targets: np.ndarray, rows: list[int]) -> Any:
+    def x_update(self, rho: float, targets: np.ndarray, accuracy: float, rows: list[int]) -> Any:
         self.calls = getattr(self, "calls", 0) + 1
         if self.victim in self.ids and self.calls == 3:
             site = self.sites[self.ids.index(self.victim)]
@@ -94,7 +94,7 @@ class RaisingShard(SiteShard):
                 raise ZeroDivisionError("injected into the x-update")
 
             site.prox = boom  # type: ignore[method-assign]
-        return super().x_update(rho, targets, rows)
+        return super().x_update(rho, targets, accuracy, rows)
 
 
 @uses_ray

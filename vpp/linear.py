@@ -60,6 +60,7 @@ class LinearModel:
     n_cols: int = 0
     n_rows: int = 0
     version: int = 0  # bumped on every structural change, so solvers know to rebuild
+    bounds_version: int = 0  # bumped when only column bounds change: solvers update them warm
 
     def add_vars(
         self,
@@ -184,7 +185,7 @@ class LinearModel:
         lo, hi = self.bounds()
         lo[cols], hi[cols] = lower, upper
         self.col_lower, self.col_upper = [lo], [hi]
-        self.version += 1
+        self.bounds_version += 1
 
 
 def _cat(parts: list[np.ndarray]) -> np.ndarray:

@@ -3,7 +3,9 @@
 A :class:`HighsSolver` owns one ``highspy.Highs`` instance per model. Changing prices (the
 linear cost) or the ADMM penalty (a diagonal quadratic term) only updates those arrays in
 HiGHS, which keeps its basis, so re-solves start warm. Structural changes (the model grew)
-are detected through :attr:`LinearModel.version` and trigger one full ``passModel``.
+are detected through :attr:`LinearModel.version` and trigger one full ``passModel``; changed
+column bounds alone (:attr:`LinearModel.bounds_version`, e.g. a site's share of a portfolio
+limit) are passed with ``changeColsBounds``, which keeps the basis.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class HighsSolver:
         self.model = model
         self.highs = new_highs({"mip_rel_gap": mip_rel_gap, "time_limit": time_limit})
         self._version = -1
+        self._bounds_version = -1
         self._cost = np.zeros(0)
         self._hessian: np.ndarray | None = None
         self._hessian_passed = False
@@ -99,8 +102,17 @@ class HighsSolver:
     def solve(self) -> Solution:
         if self._version != self.model.version:
             self._pass_model()
+        elif self._bounds_version != self.model.bounds_version:
+            self._pass_bounds()
         status = self.highs.run()
         model_status = self.highs.getModelStatus()
+        if model_status == highspy.HighsModelStatus.kUnknown:
+            # seen on warm re-solves after cost and bound changes (HiGHS 1.16, rarely): the
+            # same model solved again from scratch, the recovery logged
+            logger.warning("HiGHS ended warm with status Unknown; solving again from scratch")
+            self.highs.clearSolver()
+            status = self.highs.run()
+            model_status = self.highs.getModelStatus()
         if model_status == highspy.HighsModelStatus.kOptimal:
             x = np.array(self.highs.getSolution().col_value)
             return Solution(x, float(self.highs.getInfo().objective_function_value), "optimal")
@@ -166,7 +178,19 @@ class HighsSolver:
             self._cost = cost
         self.highs.passModel(self._lp())
         self._version = self.model.version
+        self._bounds_version = self.model.bounds_version
         self._pass_hessian()
+
+    def _pass_bounds(self) -> None:
+        lo, hi = self.model.bounds()
+        n = self.model.n_cols
+        self.highs.changeColsBounds(
+            n,
+            np.arange(n, dtype=np.int32),
+            np.where(np.isinf(lo), -_INF, lo),
+            np.where(np.isinf(hi), _INF, hi),
+        )
+        self._bounds_version = self.model.bounds_version
 
     def _pass_hessian(self) -> None:
         if self._hessian is None:
