@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import sys
 import tempfile
@@ -62,15 +63,17 @@ def portfolio(n: int) -> dict[str, Any]:
     return {**mixed_portfolio(n, seed=1, shiftable_share=0.0), "method": "admm"}
 
 
-def measure(n: int, checkpoints: str) -> Row:
+def measure(n: int, checkpoints: str, central: bool = True, gap: float | None = None) -> Row:
     from actors.run import run_portfolio, start_coordinator
     from vpp.portfolio import CentralisedPortfolio
 
-    request = portfolio(n)
+    request = portfolio(n) | ({"gap-tolerance": gap} if gap else {})
     machine0, wall0 = cpu_seconds_of_machine(), time.perf_counter()
     t0 = time.perf_counter()
-    central = CentralisedPortfolio(request).solve()
-    central_s = time.perf_counter() - t0
+    central_cost, central_s = math.nan, math.nan
+    if central:
+        central_cost = CentralisedPortfolio(request).solve().cost
+        central_s = time.perf_counter() - t0
     coordinator = start_coordinator(checkpoints)
     t0 = time.perf_counter()
     body = run_portfolio(request, coordinator=coordinator)
@@ -82,13 +85,13 @@ def measure(n: int, checkpoints: str) -> Row:
     return Row(
         n,
         central_s,
-        central.cost,
+        central_cost,
         admm_s,
         cost,
         int(p["iterations"]),
         str(p["stopped-by"]),
         float(p["certified-gap"]),
-        (cost - central.cost) / abs(central.cost),
+        (cost - central_cost) / abs(central_cost),
         float(p["target-violation-kw"]),
         busy,
     )
@@ -144,10 +147,15 @@ def render(rows: list[Row], warm: dict[str, Any] | None, command: str) -> str:
         "|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|",
     ]
     for r in rows:
+        if math.isnan(r.central_s):  # ADMM alone (a centralised solve out of reach)
+            central, ratio, gap = "–", "–", "–"
+        else:
+            central, ratio = f"{r.central_s:.1f}", f"{r.admm_s / r.central_s:.2f}x"
+            gap = f"{100 * r.true_gap:+.4f} %"
         lines.append(
-            f"| {r.n} | {r.central_s:.1f} | {r.admm_s:.1f} | {r.admm_s / r.central_s:.2f}x | "
-            f"{r.iterations} | {r.stopped_by} | {100 * r.certified_gap:.3f} % | "
-            f"{100 * r.true_gap:+.4f} % | {r.violation_kw:.2g} | {r.busy_cores:.2f} |"
+            f"| {r.n} | {central} | {r.admm_s:.1f} | {ratio} | {r.iterations} | "
+            f"{r.stopped_by} | {100 * r.certified_gap:.3f} % | {gap} | "
+            f"{r.violation_kw:.2g} | {r.busy_cores:.2f} |"
         )
     if warm:
         lines += [
@@ -167,23 +175,36 @@ def main() -> None:
     ap.add_argument("--warm", type=int, default=100, help="N of the warm re-plan (0: none)")
     ap.add_argument("--write", type=Path, help="docs/benchmarks.md: replace this section")
     ap.add_argument("--raw", type=Path, help="also write the rows as JSON here")
+    ap.add_argument("--merge", type=Path, help="add the rows (and warm run) of an earlier --raw")
+    ap.add_argument("--no-central", action="store_true", help="ADMM only (very large N)")
+    ap.add_argument("--gap-tolerance", type=float, help="the requests' gap-tolerance")
     args = ap.parse_args()
     from actors.run import ensure_ray
 
-    ensure_ray(num_cpus=2, include_dashboard=False)
+    if os.environ.get("RAY_ADDRESS"):  # a cluster (deploy/local-cluster.sh): join it
+        ensure_ray()
+    else:
+        ensure_ray(num_cpus=2, include_dashboard=False)
     rows = []
     for n in [int(v) for v in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory() as checkpoints:
-            rows.append(measure(n, checkpoints))
+            rows.append(measure(n, checkpoints, not args.no_central, args.gap_tolerance))
         print(json.dumps(asdict(rows[-1])), flush=True)
     warm = warm_replan(args.warm) if args.warm else None
     if warm:
         print(json.dumps(warm), flush=True)
     command = "python benchmarks/portfolio_scale.py " + " ".join(sys.argv[1:])
+    if args.merge:
+        earlier = json.loads(args.merge.read_text())
+        rows = sorted([*rows, *(Row(**r) for r in earlier["rows"])], key=lambda r: r.n)
+        warm = warm or earlier.get("warm")
+        command += f"\n# merged with the rows of an earlier run: {earlier.get('command', '')}"
     section = render(rows, warm, command)
     print(section)
     if args.raw:
-        args.raw.write_text(json.dumps({"rows": [asdict(r) for r in rows], "warm": warm}))
+        args.raw.write_text(
+            json.dumps({"rows": [asdict(r) for r in rows], "warm": warm, "command": command})
+        )
     if args.write:
         write_section(args.write, HEADING, section)
 

@@ -214,6 +214,7 @@ class SiteProblem:
         self.last_x: np.ndarray | None = None
         self._prox: OsqpProx | None = None
         self._prox_fixed: dict[int, float] = {}  # columns the x-update keeps fixed
+        self._padded = self.base_cost
 
     # -- building --------------------------------------------------------------------
     def _precheck(self) -> None:
@@ -432,7 +433,9 @@ class SiteProblem:
     def _cost(self, power_price: np.ndarray | None = None) -> np.ndarray:
         """The linear cost of every column, with ``power_price`` on the site's power: the
         base cost padded with zeros for columns added since the build (binaries)."""
-        cost = np.pad(self.base_cost, (0, self.model.n_cols - self.base_cost.size))
+        if self._padded.size != self.model.n_cols:  # x-updates ask thousands of times
+            self._padded = np.pad(self.base_cost, (0, self.model.n_cols - self.base_cost.size))
+        cost = self._padded.copy()
         if power_price is not None:
             cost[self.power] += power_price
         return cost
