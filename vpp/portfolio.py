@@ -537,7 +537,7 @@ class CentralisedPortfolio:
         )
 
 
-AUTO_ADMM_MIN_SITES = 1000
+AUTO_ADMM_MIN_SITES = 400
 """``method: auto`` runs ADMM from this many sites on, centralised below: the crossover
 measured in docs/benchmarks.md (section "Choosing the method")."""
 
