@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request, Response
 from opentelemetry import trace
 
-from api import problems
+from api import docs, problems
 from api.routes import accounts, charts, health, jobs, resources
 from api.routes import gopacs as gopacs_routes
 from api.routes import uftp as uftp_routes
@@ -69,7 +69,9 @@ def create_app(database_url: str, dispatcher: Dispatcher | None = None) -> FastA
         title="vpp",
         version="0.1.0",
         description="Virtual power plant scheduling: sites, portfolios, scheduling jobs.",
-        docs_url="/docs",
+        # our own /docs and /redoc (api/docs.py): vendored assets, strict CSP, no CDN
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.sessions = session_factory(engine)
     app.state.dispatcher = dispatcher or InlineDispatcher(app.state.sessions)
@@ -79,6 +81,7 @@ def create_app(database_url: str, dispatcher: Dispatcher | None = None) -> FastA
     app.include_router(resources.router)
     app.include_router(accounts.router)
     app.include_router(charts.router)
+    app.include_router(docs.router)
     app.include_router(gopacs_routes.router)
     uftp_routes.install(app)  # the UFTP endpoint, its admin API and its worker thread
 

@@ -6,6 +6,11 @@
     schedule a portfolio toward its target: ADMM over site actors on Ray (a local Ray, or
     the cluster at ``--address`` / ``RAY_ADDRESS``), or as one HiGHS model (``--centralised``
     is ``--method centralised``); ``auto`` picks by size (docs/portfolio.md).
+``vpp serve [--host H] [--port N] [--dashboard-port N] [--address A]``
+    the REST API on Ray Serve (docs/api.md); ``--dashboard-port 0``: no Ray dashboard.
+``vpp admin token [--name LABEL]``
+    mint a new API token for the admin, straight in the database (``VPP_DATABASE_URL``):
+    the way back in after the admin's tokens are lost or revoked.
 ``vpp uftp keygen``
     print a new UFTP signing key pair (``VPP_UFTP_SIGNING_KEY`` and the public key).
 ``vpp demo [--chart PATH] [--sites N]``
@@ -104,7 +109,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS or local)")
+    p.add_argument(
+        "--dashboard-port",
+        type=int,
+        metavar="N",
+        help="port of the local Ray's dashboard on 127.0.0.1 (default 8265; 0: no dashboard; "
+        "not with --address or RAY_ADDRESS)",
+    )
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser("admin", help="administration straight in the database")
+    admin = p.add_subparsers(required=True, metavar="TOOL")
+    a = admin.add_parser(
+        "token",
+        help="mint a new API token for the admin and print it (VPP_DATABASE_URL)",
+        description="Mint a new API token for the admin user (created if missing) and print "
+        "it on standard output, once: the way back in when the admin's tokens are lost or "
+        "revoked. Needs the database the server uses (VPP_DATABASE_URL).",
+    )
+    a.add_argument(
+        "--name", default="vpp admin token", help="the token's label in the token list"
+    )
+    a.set_defaults(func=_admin_token)
 
     p = sub.add_parser("demo", help="the example home, then a portfolio of homes on Ray")
     p.add_argument("--chart", default="vpp-demo.png", help="where to write the PNG chart")
@@ -163,7 +189,38 @@ def _schedule(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from api.serve import run_forever
 
-    run_forever(args.host, args.port, args.address)
+    run_forever(args.host, args.port, args.address, args.dashboard_port)
+    return 0
+
+
+def _admin_token(args: argparse.Namespace) -> int:
+    """The token alone on stdout (for scripts), what it is on stderr."""
+    from sqlalchemy.exc import OperationalError
+
+    from store import make_engine, session_factory, upgrade
+    from store.admin import database_unreachable, mint_admin_token
+    from vpp.settings import get_settings
+
+    if not args.name.strip():
+        raise VppError("--name must not be empty")
+    url = get_settings().database_url
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        with session_factory(engine).begin() as session:
+            row, token = mint_admin_token(session, args.name)
+            token_id, user, account = row.id, row.user.name, row.user.account.name
+    except OperationalError as err:
+        raise VppError(database_unreachable(url, err)) from None
+    finally:
+        engine.dispose()
+    print(token, flush=True)
+    print(
+        f"new API token {args.name!r} (id {token_id}) of user {user!r} of account {account!r} "
+        f"in {_safe_url(url)}; it is not shown again. Revoke it with "
+        f"DELETE /api/v1/tokens/{token_id}.",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -32,9 +32,20 @@ class Caller:
     account_id: int
     account_kind: str
     visible: tuple[int, ...]  # account ids this caller may see (own + consultancy clients)
+    platform_admin: bool = False  # the explicit role for operations across every account
 
     def may_see(self, account_id: int | None) -> bool:
         return account_id is not None and account_id in self.visible
+
+    def may_operate(self, account_id: int | None) -> bool:
+        """Platform-wide records (UFTP peers, messages, offers, commitments): those of the
+        visible accounts, or, for a platform admin, of every account and of none."""
+        return self.platform_admin or self.may_see(account_id)
+
+    @property
+    def platform_scope(self) -> list[int] | None:
+        """The account ids to filter platform-wide records by (None: all, platform admin)."""
+        return None if self.platform_admin else list(self.visible)
 
 
 def get_caller(request: Request, session: SessionDep) -> Caller:
@@ -57,6 +68,7 @@ def get_caller(request: Request, session: SessionDep) -> Caller:
         account.id,
         account.kind,
         tuple(repo.visible_account_ids(session, account)),
+        platform_admin=user.platform_admin and user.role == "admin",
     )
 
 

@@ -38,7 +38,23 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+
+
+def _field(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """The field's own path: FastAPI puts where it was found (body, query...) first, and a
+    caller knows a query parameter as ``limit``, not ``query.limit``."""
+    if loc[:1] == ("body",):
+        return loc[1:]
+    return loc[1:] if loc[:1] and loc[0] in _LOCATIONS and len(loc) > 1 else loc
+
+
 def install(app: FastAPI) -> None:
+    from api.limits import BodyLimit
+
+    # a body over the limit is answered 413 here, before any route reads it
+    app.add_middleware(BodyLimit)
+
     @app.exception_handler(VppError)
     async def vpp_error(request: Request, err: VppError) -> JSONResponse:
         body = err.to_problem() | {"instance": request.url.path}
@@ -48,9 +64,7 @@ def install(app: FastAPI) -> None:
     async def invalid(request: Request, err: FastApiValidationError) -> JSONResponse:
         errors = [
             {
-                "field": format_path(
-                    tuple(e["loc"][1:] if e["loc"][:1] == ("body",) else e["loc"])
-                ),
+                "field": format_path(_field(tuple(e["loc"]))),
                 "message": e["msg"].removeprefix("Value error, "),
             }
             for e in err.errors()

@@ -20,6 +20,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from api.deps import Caller
+from api.fields import is_id
 from store import Sensor, Site
 from store import repository as repo
 from vpp.errors import RequestValidationError
@@ -29,14 +30,14 @@ _DURATION = TypeAdapter(timedelta)
 
 
 def visible_site(session: Session, caller: Caller, site_id: Any) -> Site:
-    site = session.get(Site, site_id) if isinstance(site_id, int) else None
+    site = session.get(Site, site_id) if is_id(site_id) else None
     if site is None or not caller.may_see(site.account_id):
         raise HTTPException(404, f"no site {site_id!r}")
     return site
 
 
 def visible_sensor(session: Session, caller: Caller, sensor_id: Any) -> Sensor:
-    sensor = session.get(Sensor, sensor_id) if isinstance(sensor_id, int) else None
+    sensor = session.get(Sensor, sensor_id) if is_id(sensor_id) else None
     if sensor is None or not caller.may_see(sensor.account_id):
         raise HTTPException(404, f"no sensor {sensor_id!r}")
     return sensor

@@ -3,27 +3,49 @@
 The deployment builds its FastAPI app on the replica (Serve's builder form), reading its
 settings from the environment the driver passes through ``runtime_env``: replicas may run on
 other nodes of a cluster.
+
+What an operator can get wrong (a port in use, a database out of reach, an unusable
+``VPP_ADMIN_TOKEN``) ends ``vpp serve`` with a one-line :class:`StartError`, before Ray
+starts where it can be checked before. A revoked ``VPP_ADMIN_TOKEN`` is not such an error:
+it is logged and the server starts (:mod:`store.admin`).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from fastapi import FastAPI
 from ray import serve
 from ray.exceptions import GetTimeoutError, RayError
 from ray.serve import Application
+from sqlalchemy.exc import OperationalError
 
 from actors.jobs import get_runner
 from api.app import create_app
+from vpp.errors import VppError
 from vpp.settings import get_settings
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from store.admin import AdminBootstrap
+
 logger = logging.getLogger(__name__)
+
+DEFAULT_DASHBOARD_PORT = 8265
+DASHBOARD_HOST = "127.0.0.1"
+
+
+class StartError(VppError):
+    """``vpp serve`` cannot start for a reason the operator can fix (named in the message)."""
 
 PASSED_ENV = (
     "VPP_DATABASE_URL",
@@ -80,8 +102,9 @@ class VppApi:
 def build_app(args: dict[str, Any]) -> Application:
     """The application for Serve config files (``import_path: api.serve:build_app``, see
     deploy/serve.yaml): migrates the database and, with ``VPP_ADMIN_TOKEN`` set, makes sure
-    the admin holds that token (what ``vpp serve`` does before it deploys). Runs where Serve
-    builds the application, with the config's ``runtime_env``; takes no ``args``.
+    the admin holds that token (what ``vpp serve`` does before it deploys; a revoked one is
+    logged, not fatal). Runs where Serve builds the application, with the config's
+    ``runtime_env``; takes no ``args``.
 
     Migrating here, once per deploy, keeps replicas that start together from racing to run
     the same migration.
@@ -89,15 +112,14 @@ def build_app(args: dict[str, Any]) -> Application:
     if args:
         raise ValueError(f"build_app takes no args; got {sorted(args)}")
     from store import make_engine, session_factory, upgrade
-    from store import repository as repo
+    from store.admin import prepare_admin
 
     engine = make_engine(get_settings().database_url)
     try:
         upgrade(engine)
         token = os.environ.get("VPP_ADMIN_TOKEN") or None
         if token is not None:
-            with session_factory(engine).begin() as session:
-                repo.ensure_admin(session, token=token)
+            prepare_admin(session_factory(engine), token)
     finally:
         engine.dispose()
     app: Application = VppApi.bind()  # type: ignore[attr-defined]
@@ -117,43 +139,120 @@ def deploy(host: str = "127.0.0.1", port: int = 8000) -> None:
     serve.run(app, name="vpp", route_prefix="/")
 
 
-def run_forever(host: str, port: int, address: str | None) -> None:
-    """``vpp serve``: connect Ray, bootstrap the admin, deploy, wait for SIGTERM/SIGINT."""
-    from store import make_engine, session_factory, upgrade
-    from store import repository as repo
+def run_forever(
+    host: str, port: int, address: str | None, dashboard_port: int | None = None
+) -> None:
+    """``vpp serve``: connect Ray, bootstrap the admin, deploy, wait for SIGTERM/SIGINT.
 
+    ``dashboard_port`` is the local Ray's dashboard port (default
+    :data:`DEFAULT_DASHBOARD_PORT`; 0: no dashboard); joining a cluster it must be None.
+    The bootstrap token of a first start is stored and printed only once the API is
+    deployed. Raises :class:`StartError` for what the operator can fix.
+    """
+    from store import make_engine, session_factory
+    from store.admin import store_bootstrap_token
+
+    joining = bool(address or os.environ.get("RAY_ADDRESS"))
+    if joining and dashboard_port is not None:
+        raise StartError(
+            "--dashboard-port applies to a local Ray only; the cluster joined through "
+            "--address or RAY_ADDRESS runs its own dashboard"
+        )
+    dashboard = DEFAULT_DASHBOARD_PORT if dashboard_port is None else dashboard_port
+    if not joining:
+        # A local Ray and Serve would find these ports taken only after starting (Serve's
+        # proxy then fails in an actor's log): check first, name the flag.
+        check_port_free(host, port, "--port")
+        if dashboard:
+            check_port_free(DASHBOARD_HOST, dashboard, "--dashboard-port", " (0: no dashboard)")
     settings = get_settings()
     engine = make_engine(settings.database_url)
-    upgrade(engine)
-    with session_factory(engine).begin() as session:
-        _, token = repo.ensure_admin(session, token=os.environ.get("VPP_ADMIN_TOKEN") or None)
-    if address or os.environ.get("RAY_ADDRESS"):
+    sessions = session_factory(engine)
+    bootstrap = _prepare(engine, sessions, settings.database_url)
+    if joining:
         context = ray.init(address=address, logging_level=logging.WARNING)
-    else:
+    elif dashboard:
         context = ray.init(
             address="local",
             include_dashboard=True,
-            dashboard_host="127.0.0.1",
-            dashboard_port=8265,
+            dashboard_host=DASHBOARD_HOST,
+            dashboard_port=dashboard,
             logging_level=logging.WARNING,
         )
-    deploy(host, port)
-    dashboard = getattr(context, "dashboard_url", None) or "(not running)"
+    else:
+        context = ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        deploy(host, port)
+        store_bootstrap_token(sessions, bootstrap)
+    except BaseException:
+        # Disconnect (a local Ray stops); Serve on a joined cluster is left alone, it may
+        # serve others.
+        ray.shutdown()
+        raise
+    dashboard_url = getattr(context, "dashboard_url", None)
     print(
         f"vpp API on http://{host}:{port} (docs: http://{host}:{port}/docs), "
-        f"Ray dashboard on http://{dashboard}",
+        + (f"Ray dashboard on http://{dashboard_url}" if dashboard_url else "no Ray dashboard"),
         flush=True,
     )
-    if token and not os.environ.get("VPP_ADMIN_TOKEN"):
-        print(f"admin token (shown once, store it safely): {token}", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    if bootstrap.pending_token is not None:
+        print(f"admin token (shown once, store it safely): {bootstrap.pending_token}", flush=True)
+    wait_for_signal()
     print("shutting down", flush=True)
     serve.shutdown()
     _stop_runner(settings.database_url)
     ray.shutdown()
+
+
+def _prepare(
+    engine: Engine, sessions: sessionmaker[Session], database_url: str
+) -> AdminBootstrap:
+    """Migrate and prepare the admin (:func:`store.admin.prepare_admin`), with the errors an
+    operator can fix as :class:`StartError`."""
+    from store import upgrade
+    from store.admin import database_unreachable, prepare_admin
+
+    try:
+        upgrade(engine)
+        return prepare_admin(sessions, os.environ.get("VPP_ADMIN_TOKEN") or None)
+    except OperationalError as err:
+        raise StartError(database_unreachable(database_url, err)) from None
+    except ValueError as err:
+        # empty, or another user's token (a revoked one is logged by prepare_admin)
+        raise StartError(f"VPP_ADMIN_TOKEN: {err}") from None
+
+
+def check_port_free(host: str, port: int, flag: str, hint: str = "") -> None:
+    """Raise :class:`StartError` naming ``flag`` if ``host:port`` cannot be bound (in use,
+    or an address not of this machine)."""
+    if not 0 < port < 65536:
+        raise StartError(f"{flag} {port}: not a TCP port (1-65535){hint}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        raise StartError(f"{flag} {port}: cannot resolve {host}: {err.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # as the servers bind: a port left in TIME_WAIT is free for them
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise StartError(
+                    f"{flag} {port}: {host}:{port} is already in use; choose another port{hint}"
+                ) from None
+            raise StartError(
+                f"{flag} {port}: cannot listen on {host}:{port}: {err.strerror}"
+            ) from None
+
+
+def wait_for_signal() -> None:
+    """Block until SIGTERM or SIGINT."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
 
 
 def _stop_runner(database_url: str) -> None:

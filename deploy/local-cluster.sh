@@ -35,7 +35,11 @@
 #   the token from ~/.ray/auth_token.
 # * `ray stop` would stop every Ray on the machine (other sessions, the test suite), so
 #   `stop` signals only processes whose command line names this cluster's temp dirs, and
-#   their descendants (workers and agents rename themselves `ray::...`).
+#   their descendants (workers and agents rename themselves `ray::...`). One head process
+#   names no temp dir: the Ray Client server (`python -m ray.util.client.server
+#   --address=<ip>:<gcs port> --port=<client port> --mode=proxy`), started by `ray start`,
+#   which exits, so it is re-parented to PID 1 and descends from nothing of ours; it is
+#   matched by its module and this cluster's client or GCS port.
 set -euo pipefail
 
 STATE_DIR="${VPP_CLUSTER_DIR:-.vpp-cluster}"
@@ -59,9 +63,23 @@ EOF
 }
 
 node_pids() {  # node_pids TEMP_DIR: pids of that node's processes and their descendants
-  python3 - "$1" <<'EOF'
+  # (with this cluster's Ray Client server: RAY_PORT and RAY_CLIENT_PORT, when set)
+  python3 - "$1" "${RAY_PORT:-}" "${RAY_CLIENT_PORT:-}" <<'EOF'
 import os, sys
 mark = sys.argv[1].rstrip("/") + "/"
+gcs_port, client_port = sys.argv[2], sys.argv[3]
+
+
+def client_server(argv):
+    """The Ray Client server of this cluster (its command line names no temp dir)."""
+    if "ray.util.client.server" not in argv:
+        return False
+    return (bool(client_port) and f"--port={client_port}" in argv) or (
+        bool(gcs_port)
+        and any(a.startswith("--address=") and a.endswith(f":{gcs_port}") for a in argv)
+    )
+
+
 children, matched = {}, set()
 for entry in os.listdir("/proc"):
     if not entry.isdigit():
@@ -70,14 +88,17 @@ for entry in os.listdir("/proc"):
         with open(f"/proc/{entry}/stat") as f:
             stat = f.read()
         with open(f"/proc/{entry}/cmdline", "rb") as f:
-            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            raw = f.read()
     except OSError:
         continue
+    cmd = raw.replace(b"\0", b" ").decode(errors="replace")
     fields = stat[stat.rindex(")") + 2:].split()
     if fields[0] == "Z":  # a zombie is already dead
         continue
     children.setdefault(int(fields[1]), []).append(int(entry))
     if mark in cmd or cmd.rstrip().endswith("=" + mark[:-1]):
+        matched.add(int(entry))
+    elif client_server(raw.decode(errors="replace").split("\0")):
         matched.add(int(entry))
 todo, seen = list(matched), set()
 while todo:
@@ -144,6 +165,7 @@ start() {
   mapfile -t ports < <(free_ports 7)
   local port=${ports[0]} dashboard=${ports[1]} client=${ports[2]} head_metrics=${ports[3]}
   local worker_metrics=${ports[4]} head_agent=${ports[5]} worker_agent=${ports[6]}
+  RAY_PORT=$port RAY_CLIENT_PORT=$client  # node_pids finds the client server by them
   local began=$SECONDS
 
   # Token auth needs the token file before either node starts (a no-op when it exists);

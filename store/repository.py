@@ -22,6 +22,7 @@ from typing import Any, Final, cast
 
 import pandas as pd
 from sqlalchemy import CursorResult, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from store.tables import (
@@ -68,6 +69,10 @@ class RecordExistsError(ValueError):
 
 class JobNotFoundError(RecordNotFoundError):
     """No scheduling job has the given id."""
+
+
+class RevokedTokenError(ValueError):
+    """A configured token (``VPP_ADMIN_TOKEN``) was revoked: it no longer authenticates."""
 
 
 class InvalidJobTransitionError(ValueError):
@@ -217,18 +222,23 @@ def ensure_admin(
     account_name: str = "admin",
     user_name: str = "admin",
     token: str | None = None,
+    issue: bool = True,
 ) -> tuple[User, str | None]:
     """First-start bootstrap (idempotent): the admin account and user, and their token.
 
     Creates the ``consultancy`` account ``account_name`` (the platform account: its admins
     create the other accounts as its clients) and its ``admin`` user ``user_name``
-    when missing (an existing user keeps its role). With ``token`` (``VPP_ADMIN_TOKEN``),
-    makes sure the user holds an API token with that hash and returns ``(user, token)``.
-    Without, a new random token is issued only when the user was just created: its plain
-    text is returned that one time, ``None`` on every later call.
+    when missing (an existing user keeps its role), and gives that user the platform-admin
+    role (``platform_admin``: operations across every account). With ``token``
+    (``VPP_ADMIN_TOKEN``), makes sure the user holds an API token with that hash and returns
+    ``(user, token)``. Without, a new random token is issued only when the user was just
+    created: its plain text is returned that one time, ``None`` on every later call; with
+    ``issue=False`` never (``vpp serve`` stores its bootstrap token only once it has started:
+    :mod:`store.admin`).
 
-    Raises ``ValueError`` if ``token`` is empty, revoked, or belongs to another user (and, via
-    :func:`get_or_create_account`, if the account exists with another kind).
+    Raises ``ValueError`` if ``token`` is empty or belongs to another user,
+    :class:`RevokedTokenError` if it was revoked (and, via :func:`get_or_create_account`,
+    ``ValueError`` if the account exists with another kind).
     """
     if token is not None and not token.strip():
         raise ValueError("the admin token must not be empty")
@@ -239,6 +249,10 @@ def ensure_admin(
         user = create_user(session, account, user_name, "admin")
     elif user.role != "admin":
         logger.warning("bootstrap user %r has role %r, not admin", user_name, user.role)
+    if not user.platform_admin:
+        user.platform_admin = True  # the platform account's admin is the platform admin
+        session.flush()
+        logger.info("user %r of account %r is the platform admin", user_name, account_name)
     if token is not None:
         row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
         if row is None:
@@ -246,9 +260,9 @@ def ensure_admin(
         elif row.user_id != user.id:
             raise ValueError("the admin token is already a token of another user")
         elif row.revoked_at is not None:
-            raise ValueError("the admin token was revoked; configure a new one")
+            raise RevokedTokenError("the admin token was revoked; configure a new one")
         return user, token
-    if created:
+    if created and issue:
         _, plain = issue_token(session, user, "bootstrap")
         return user, plain
     return user, None
@@ -293,6 +307,28 @@ def upsert_site(
     site.devices = [_upsert_device(existing.get(str(spec["name"])), spec) for spec in devices]
     session.flush()
     logger.info("saved site %r of account %r with %d devices", name, account.name, len(devices))
+    return site
+
+
+def rename_site(session: Session, site: Site, name: str) -> Site:
+    """Give ``site`` the new ``name``; ``RecordExistsError`` if another site of its account
+    has it already (also when a concurrent rename won the name first)."""
+    taken = session.scalar(
+        select(Site.id).where(
+            Site.account_id == site.account_id, Site.name == name, Site.id != site.id
+        )
+    )
+    if taken is not None:
+        raise RecordExistsError(f"the account already has a site named {name!r} (id {taken})")
+    old = site.name
+    try:
+        with session.begin_nested():
+            site.name = name
+            session.flush()
+    except IntegrityError:
+        # (account_id, name) is the only unique constraint an UPDATE of the name can break
+        raise RecordExistsError(f"the account already has a site named {name!r}") from None
+    logger.info("renamed site %r (id %s) to %r", old, site.id, name)
     return site
 
 

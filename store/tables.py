@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -226,6 +228,11 @@ class User(Base):
     )
     name: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
+    platform_admin: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    """The platform-admin role, on top of ``role``: operations across every account (peers
+    and messages of all accounts, and those of none). The platform account's admin has it."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     account: Mapped[Account] = relationship()
@@ -416,6 +423,11 @@ class UftpMessage(Base):
     """The MessageID this one answers or refers to (a response's, an order's offer)."""
     sender_domain: Mapped[str | None] = mapped_column(String(253))
     recipient_domain: Mapped[str | None] = mapped_column(String(253))
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), index=True
+    )
+    """The account of the peer (sender inbound, recipient outbound) when it was stored; None
+    for a message from an unknown sender (only platform admins see those)."""
     congestion_point: Mapped[str | None] = mapped_column(String(255))
     duplicate: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     xml: Mapped[str] = mapped_column(Text)

@@ -45,11 +45,15 @@ def add_participant(
     endpoint: str,
     account_id: int | None = None,
 ) -> UftpParticipant:
-    """Register a peer; ``RecordExistsError`` if its domain is registered already."""
+    """Register a peer; ``RecordExistsError`` if its domain is registered already (by this
+    account or another: a domain has one key and one endpoint, so one account)."""
     if role not in UFTP_ROLES:
         raise ValueError(f"unknown UFTP role {role!r}; expected one of {', '.join(UFTP_ROLES)}")
-    if get_participant(session, domain) is not None:
-        raise RecordExistsError(f"participant {domain!r} is registered already")
+    held = get_participant(session, domain)
+    if held is not None:
+        # which account holds it is not the caller's business
+        whose = "your account" if held.account_id == account_id else "another account"
+        raise RecordExistsError(f"participant {domain!r} is registered already, by {whose}")
     row = UftpParticipant(
         domain=domain,
         role=role,
@@ -70,14 +74,24 @@ def get_participant(session: Session, domain: str | None) -> UftpParticipant | N
     return session.scalar(select(UftpParticipant).where(UftpParticipant.domain == domain))
 
 
-def list_participants(session: Session) -> list[UftpParticipant]:
-    return list(session.scalars(select(UftpParticipant).order_by(UftpParticipant.id)))
+def list_participants(
+    session: Session, account_ids: Iterable[int] | None = None
+) -> list[UftpParticipant]:
+    """The peers registered by the given accounts (None: every peer, also those whose
+    account is gone), oldest first."""
+    query = select(UftpParticipant).order_by(UftpParticipant.id)
+    if account_ids is not None:
+        query = query.where(UftpParticipant.account_id.in_(list(account_ids)))
+    return list(session.scalars(query))
 
 
-def delete_participant(session: Session, domain: str) -> None:
-    """Forget a peer (its messages stay); ``RecordNotFoundError`` if unknown."""
+def delete_participant(
+    session: Session, domain: str, account_ids: Iterable[int] | None = None
+) -> None:
+    """Forget a peer (its messages stay); ``RecordNotFoundError`` if unknown, or registered
+    by none of ``account_ids`` (when given)."""
     row = get_participant(session, domain)
-    if row is None:
+    if row is None or (account_ids is not None and row.account_id not in set(account_ids)):
         raise RecordNotFoundError(f"no participant {domain!r}")
     session.delete(row)
     session.flush()
@@ -117,6 +131,7 @@ def record_inbound(
         "reference_message_id": reference_message_id,
         "rejection_reason": rejection_reason,
     }
+    fields["account_id"] = _account_of(session, sender_domain)
     original = _first_copy(session, sender_domain, message_id)
     if original is None:
         row = UftpMessage(**fields, status=status, duplicate=0, created_at=utcnow())
@@ -133,6 +148,12 @@ def record_inbound(
             session.flush()
             return row, None
     return _store_replay(session, fields, original), original
+
+
+def _account_of(session: Session, domain: str | None) -> int | None:
+    """The account that registered the peer ``domain`` (None: unknown peer, or none)."""
+    peer = get_participant(session, domain)
+    return peer.account_id if peer is not None else None
 
 
 def _first_copy(session: Session, sender: str | None, message_id: str | None) -> UftpMessage | None:
@@ -205,6 +226,7 @@ def enqueue(
         reference_message_id=reference_message_id,
         sender_domain=sender_domain,
         recipient_domain=recipient_domain,
+        account_id=_account_of(session, recipient_domain),
         congestion_point=congestion_point,
         duplicate=0,
         status="queued",
@@ -332,10 +354,14 @@ def list_messages(
     conversation_id: str | None = None,
     direction: str | None = None,
     status: str | None = None,
+    account_ids: Iterable[int] | None = None,
     limit: int = 200,
 ) -> list[UftpMessage]:
-    """Newest first, filtered."""
+    """Newest first, filtered (``account_ids``: the messages of those accounts' peers;
+    None: every message, also those of unknown senders)."""
     query = select(UftpMessage)
+    if account_ids is not None:
+        query = query.where(UftpMessage.account_id.in_(list(account_ids)))
     if message_type is not None:
         query = query.where(UftpMessage.type == message_type)
     if conversation_id is not None:

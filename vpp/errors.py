@@ -141,3 +141,29 @@ class NotFoundError(VppError):
 class ConflictError(VppError):
     http_status = 409
     title = "Conflict"
+
+
+class LimitExceededError(RequestValidationError):
+    """The request asks for more work than a configured limit allows (steps per job, devices
+    per site, sites per portfolio, points per sensor read). ``limit`` is the setting's name
+    (``max-job-steps``: ``VPP_MAX_JOB_STEPS``), ``maximum`` its value."""
+
+    title = "Limit exceeded"
+
+    def __init__(self, field: str, message: str, *, limit: str, maximum: int) -> None:
+        super().__init__([FieldIssue(field, message)])
+        self.limit = limit
+        self.maximum = maximum
+
+    def to_problem(self) -> dict[str, Any]:
+        body = super().to_problem()
+        body["limit"] = self.limit
+        body["maximum"] = self.maximum
+        return body
+
+
+class PayloadTooLargeError(VppError):
+    """The request body is larger than the API reads (``VPP_MAX_BODY_BYTES``)."""
+
+    http_status = 413
+    title = "Request body too large"

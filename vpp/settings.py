@@ -55,6 +55,25 @@ class Settings(BaseSettings):
     """Longest wait (seconds) between delivery attempts of an outbound UFTP message (the
     wait doubles from 1 s after each failed attempt up to this)."""
 
+    # Limits: work the API refuses before it starts (413 for a body, 422 naming the limit for
+    # the rest); docs/operations.md, "Limits".
+    max_body_bytes: int = Field(default=16 * 2**20, gt=0)
+    """Largest request body the API reads (bytes); a larger one is answered 413."""
+
+    max_job_steps: int = Field(default=35_136, gt=0)
+    """Most time steps of a scheduling job's horizon (duration / resolution): a leap year
+    at PT15M."""
+
+    max_site_devices: int = Field(default=200, gt=0)
+    """Most devices of one site (a stored site, a job's site, each site of a portfolio)."""
+
+    max_portfolio_sites: int = Field(default=10_000, gt=0)  # ADMM is measured at 10,000
+    """Most sites of one portfolio (a stored portfolio, a portfolio job)."""
+
+    max_sensor_points: int = Field(default=100_000, gt=0)
+    """Most points one sensor read may cover (``GET /sensors/{id}/data``), counted at the
+    finer of the sensor's and the requested resolution; page with ``limit`` beyond it."""
+
     @field_validator("data_dir")
     @classmethod
     def _expand_user(cls, value: Path) -> Path:

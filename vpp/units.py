@@ -40,6 +40,19 @@ def registry() -> pint.UnitRegistry:
     return ureg
 
 
+_UNREADABLE: tuple[type[Exception], ...] = (
+    pint.PintError,
+    AttributeError,
+    SyntaxError,
+    TypeError,
+    ValueError,
+    # pint's expression parser asserts on a dangling operator ("*", "kW*", "5 kW**", ">")
+    # and divides by a literal zero ("1/0"): both are unreadable input, not bugs of ours
+    AssertionError,
+    ZeroDivisionError,
+)
+
+
 @lru_cache(maxsize=4096)
 def factor(unit: str, kind: Kind) -> float:
     """Multiplier that turns a number in ``unit`` into the canonical unit of ``kind``.
@@ -54,7 +67,7 @@ def factor(unit: str, kind: Kind) -> float:
         raise ValueError(f"unknown unit {unit!r}") from None
     except pint.DimensionalityError:
         raise ValueError(f"unit {unit!r} is not {_a(kind)} unit (e.g. {_example(kind)})") from None
-    except (pint.PintError, AttributeError, TypeError, ValueError, SyntaxError):
+    except _UNREADABLE:
         raise ValueError(f"cannot read unit {unit!r}") from None
 
 
@@ -68,7 +81,7 @@ def _parse_text(text: str, kind: Kind) -> float:
         quantity: Any = ureg.Quantity(cleaned)
     except pint.UndefinedUnitError:
         raise ValueError(f"unknown unit in {text!r}") from None
-    except (pint.PintError, AttributeError, TypeError, ValueError, SyntaxError):
+    except _UNREADABLE:
         raise ValueError(f"cannot read {text!r} as a {kind} (e.g. {_example(kind)})") from None
     if not isinstance(quantity, pint.Quantity) or not isinstance(quantity.magnitude, int | float):
         raise ValueError(f"cannot read {text!r} as a {kind} (e.g. {_example(kind)})")

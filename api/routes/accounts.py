@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Response
-from pydantic import Field
 
 from api.deps import AdminDep, Caller, CallerDep, SessionDep
+from api.fields import IdPath, Name
 from store import Account, ApiToken, User
 from store import repository as repo
 from vpp.device import Spec
@@ -24,17 +24,17 @@ router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
 
 class AccountIn(Spec):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     kind: Literal["aggregator", "consultancy", "dso"] = "aggregator"
 
 
 class UserIn(Spec):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     role: Literal["admin", "operator", "viewer"] = "operator"
 
 
 class TokenIn(Spec):
-    name: str = Field(default="api", min_length=1, max_length=200)
+    name: Name = "api"
 
 
 def account_json(a: Account) -> dict[str, Any]:
@@ -48,6 +48,7 @@ def me(caller: CallerDep, session: SessionDep) -> dict[str, Any]:
     return {
         "user": caller.user,
         "role": caller.role,
+        "platform-admin": caller.platform_admin,
         "account": account_json(account),
         "visible-accounts": list(caller.visible),
     }
@@ -79,7 +80,7 @@ def _managed_account(session: Any, caller: Caller, account_id: int) -> Account:
 
 @router.post("/accounts/{account_id}/users", status_code=201)
 def create_user(
-    account_id: int, body: UserIn, caller: AdminDep, session: SessionDep
+    account_id: IdPath, body: UserIn, caller: AdminDep, session: SessionDep
 ) -> dict[str, Any]:
     account = _managed_account(session, caller, account_id)
     try:
@@ -90,7 +91,7 @@ def create_user(
 
 
 @router.get("/accounts/{account_id}/users")
-def list_users(account_id: int, caller: AdminDep, session: SessionDep) -> list[dict[str, Any]]:
+def list_users(account_id: IdPath, caller: AdminDep, session: SessionDep) -> list[dict[str, Any]]:
     account = _managed_account(session, caller, account_id)
     users = session.query(User).filter(User.account_id == account.id).order_by(User.id)
     return [{"id": u.id, "name": u.name, "role": u.role, "account": account.id} for u in users]
@@ -98,7 +99,7 @@ def list_users(account_id: int, caller: AdminDep, session: SessionDep) -> list[d
 
 @router.post("/users/{user_id}/tokens", status_code=201)
 def issue_token(
-    user_id: int, body: TokenIn, caller: AdminDep, session: SessionDep
+    user_id: IdPath, body: TokenIn, caller: AdminDep, session: SessionDep
 ) -> dict[str, Any]:
     """A new API token for the user; its text is in this response only."""
     user = session.get(User, user_id)
@@ -109,7 +110,7 @@ def issue_token(
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def revoke_token(token_id: int, caller: AdminDep, session: SessionDep) -> Response:
+def revoke_token(token_id: IdPath, caller: AdminDep, session: SessionDep) -> Response:
     row = session.get(ApiToken, token_id)
     if row is None or not caller.may_see(row.user.account_id):
         raise HTTPException(404, f"no token {token_id}")

@@ -3,17 +3,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import uuid
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Request, Response
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 
 from api.deps import CallerDep, OperatorDep, SessionDep
+from api.fields import is_id, reject_nul
+from api.limits import check_job, check_portfolio_sites
 from api.references import expand_sensors, expand_site, visible_site
 from api.uftp.flex import add_commitments
 from store import Portfolio, SchedulingJob
 from store import repository as repo
-from vpp.errors import RequestValidationError
+from vpp.errors import NotFoundError, RequestValidationError
 from vpp.portfolio import validate_portfolio
 from vpp.site import validate_site_request
 from vpp.telemetry import inject
@@ -65,6 +68,7 @@ def _accept(
     kind: str,
     body: dict[str, Any],
 ) -> JobAccepted:
+    reject_nul(body)  # PostgreSQL's jsonb refuses U+0000
     job = repo.create_job(
         session,
         kind,
@@ -84,7 +88,9 @@ def post_storage(
     body: Json, request: Request, response: Response, caller: OperatorDep, session: SessionDep
 ) -> JobAccepted:
     """Schedule one site (storage and any other devices); its request, or a stored site."""
+    check_job(body)  # before sensors are read for a horizon too long to schedule
     expanded = expand_site(session, caller, body)
+    check_job(expanded)  # a stored site's devices count too
     validate_site_request(expanded)  # 422 with field paths before anything is queued
     return _accept(request, response, caller, session, "storage", expanded)
 
@@ -102,7 +108,9 @@ def post_shifting(
         raw["flex-model"] = [
             {"type": "shiftable", **d} if isinstance(d, dict) else d for d in model
         ]
+    check_job(raw)
     expanded = expand_site(session, caller, raw)
+    check_job(expanded)
     parsed = validate_site_request(expanded)
     if not any(spec.type == "shiftable" for spec, _, _ in parsed.devices):
         raise RequestValidationError.single("flex-model", "a shifting job needs a shiftable device")
@@ -116,10 +124,13 @@ def post_portfolio(
     """Schedule a portfolio toward its target with ADMM on Ray; or a stored portfolio:
     ``{"portfolio": id, "start", "duration", "flex-context", "target"}``."""
     raw = dict(body)
+    check_job(raw)
     if "portfolio" in raw:
-        stored = session.get(Portfolio, raw.pop("portfolio"))
+        portfolio_id = raw.pop("portfolio")
+        stored = session.get(Portfolio, portfolio_id) if is_id(portfolio_id) else None
         if stored is None or not caller.may_see(stored.account_id):
             raise HTTPException(404, f"no portfolio {body.get('portfolio')!r}")
+        check_portfolio_sites(len(stored.sites), "portfolio")
         raw["sites"] = [
             {"id": site.name, **_site_body(session, caller, site.id)} for site in stored.sites
         ]
@@ -127,6 +138,7 @@ def post_portfolio(
                   if p}
     else:
         points = set()
+    check_job(raw)  # a stored portfolio's sites and devices count too
     raw = add_commitments(session, list(caller.visible), raw, points)  # accepted FlexOrders
     expanded = expand_sensors(session, caller, raw)
     validate_portfolio(expanded)
@@ -140,6 +152,10 @@ def _site_body(session: Any, caller: Any, site_id: int) -> dict[str, Any]:
 
 
 def _visible_job(session: Any, caller: Any, job_id: str) -> SchedulingJob:
+    try:
+        uuid.UUID(job_id)
+    except ValueError:  # not an id we ever made (and, with a NUL, not one PostgreSQL reads)
+        raise NotFoundError(f"no scheduling job {job_id}") from None
     job: SchedulingJob | None = session.get(SchedulingJob, job_id)
     if job is None or not caller.may_see(job.account_id):
         raise HTTPException(404, f"no scheduling job {job_id}")
@@ -177,9 +193,15 @@ def delete_job(job_id: str, caller: OperatorDep, session: SessionDep) -> Respons
     return Response(status_code=204)
 
 
+JobStatus = Literal["queued", "running", "finished", "failed", "cancelled"]
+
+
 @router.get("/scheduling-jobs")
 def list_jobs(
-    caller: CallerDep, session: SessionDep, status: str | None = None, limit: int = 100
+    caller: CallerDep,
+    session: SessionDep,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, description="at most 1000 are returned")] = 100,
 ) -> list[dict[str, Any]]:
     jobs = repo.list_jobs(session, list(caller.visible), status=status, limit=min(limit, 1000))
     return [

@@ -5,20 +5,23 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import math
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, Request, Response
-from pydantic import AwareDatetime, Field, TypeAdapter
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import AfterValidator, AwareDatetime, Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from api.deps import Caller, CallerDep, OperatorDep, SessionDep
+from api.fields import Id, IdPath, Label, Name, Resolution, Short, no_nul, reject_nul
+from api.limits import check_portfolio_sites, check_sensor_read, check_site_devices
 from api.references import resample, visible_sensor, visible_site
 from store import Account, Portfolio, Sensor, Site
 from store import repository as repo
 from vpp.device import Spec
-from vpp.errors import FieldIssue, RequestValidationError
+from vpp.errors import ConflictError, FieldIssue, NotFoundError, RequestValidationError
 from vpp.request import FlexContext, FlexModel, issues_from_pydantic, validate
 from vpp.timeseries import iso_duration
 
@@ -28,15 +31,17 @@ _FLEX_MODEL = TypeAdapter(FlexModel)
 
 
 class SiteIn(Spec):
-    name: str = Field(min_length=1, max_length=200)
-    ean: str | None = None
-    congestion_point: str | None = None
+    name: Name
+    ean: Short | None = None
+    congestion_point: Label | None = None
     flex_model: list[dict[str, Any]] = Field(default_factory=list)
     flex_context: dict[str, Any] = Field(default_factory=dict)
 
 
 def _check_site(body: SiteIn) -> list[dict[str, Any]]:
     """Validate the devices and context (units, fields) and give each device its name."""
+    reject_nul(body.flex_model, "flex-model")  # stored as jsonb, which refuses U+0000
+    reject_nul(body.flex_context, "flex-context")
     try:
         devices = _FLEX_MODEL.validate_python(body.flex_model)
     except PydanticValidationError as err:
@@ -85,10 +90,11 @@ def create_site(
     body: SiteIn, caller: OperatorDep, session: SessionDep, response: Response
 ) -> dict[str, Any]:
     """Store a site and its devices; ``name`` is unique within the account."""
+    check_site_devices(len(body.flex_model))
     devices = _check_site(body)
     account = caller_account(session, caller)
     if any(s.name == body.name for s in repo.list_sites(session, [caller.account_id])):
-        raise HTTPException(409, f"your account already has a site named {body.name!r}")
+        raise ConflictError(f"your account already has a site named {body.name!r}")
     site = repo.upsert_site(
         session,
         account,
@@ -104,14 +110,17 @@ def create_site(
 
 @router.put("/sites/{site_id}")
 def replace_site(
-    site_id: int, body: SiteIn, caller: OperatorDep, session: SessionDep
+    site_id: IdPath, body: SiteIn, caller: OperatorDep, session: SessionDep
 ) -> dict[str, Any]:
     site = visible_site(session, caller, site_id)
+    check_site_devices(len(body.flex_model))
     devices = _check_site(body)
     account = site.account
     if body.name != site.name:
-        site.name = body.name
-        session.flush()
+        try:
+            repo.rename_site(session, site, body.name)
+        except repo.RecordExistsError as err:
+            raise ConflictError(str(err)) from None
     site = repo.upsert_site(
         session,
         account,
@@ -130,12 +139,12 @@ def list_sites(caller: CallerDep, session: SessionDep) -> list[dict[str, Any]]:
 
 
 @router.get("/sites/{site_id}")
-def get_site(site_id: int, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
+def get_site(site_id: IdPath, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
     return site_json(visible_site(session, caller, site_id))
 
 
 @router.delete("/sites/{site_id}", status_code=204)
-def delete_site(site_id: int, caller: OperatorDep, session: SessionDep) -> Response:
+def delete_site(site_id: IdPath, caller: OperatorDep, session: SessionDep) -> Response:
     visible_site(session, caller, site_id)
     repo.delete_site(session, site_id)
     return Response(status_code=204)
@@ -143,9 +152,9 @@ def delete_site(site_id: int, caller: OperatorDep, session: SessionDep) -> Respo
 
 # -- portfolios --------------------------------------------------------------------------
 class PortfolioIn(Spec):
-    name: str = Field(min_length=1, max_length=200)
-    congestion_point: str | None = None
-    sites: list[int] = Field(min_length=1)
+    name: Name
+    congestion_point: Label | None = None
+    sites: list[Id] = Field(min_length=1)
 
 
 def portfolio_json(p: Portfolio) -> dict[str, Any]:
@@ -161,6 +170,7 @@ def portfolio_json(p: Portfolio) -> dict[str, Any]:
 @router.post("/portfolios", status_code=201)
 def create_portfolio(body: PortfolioIn, caller: OperatorDep, session: SessionDep) -> dict[str, Any]:
     """A named set of the account's sites, optionally behind one congestion point (EAN)."""
+    check_portfolio_sites(len(body.sites))
     for i, site_id in enumerate(body.sites):
         site = session.get(Site, site_id)
         if site is None or site.account_id != caller.account_id:
@@ -171,7 +181,7 @@ def create_portfolio(body: PortfolioIn, caller: OperatorDep, session: SessionDep
             session, account, body.name, body.sites, congestion_point=body.congestion_point
         )
     except repo.RecordExistsError as err:
-        raise HTTPException(409, str(err)) from None
+        raise ConflictError(str(err)) from None
     return portfolio_json(portfolio)
 
 
@@ -181,26 +191,28 @@ def list_portfolios(caller: CallerDep, session: SessionDep) -> list[dict[str, An
 
 
 @router.get("/portfolios/{portfolio_id}")
-def get_portfolio(portfolio_id: int, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
+def get_portfolio(portfolio_id: IdPath, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
     portfolio = session.get(Portfolio, portfolio_id)
     if portfolio is None or not caller.may_see(portfolio.account_id):
-        raise HTTPException(404, f"no portfolio {portfolio_id}")
+        raise NotFoundError(f"no portfolio {portfolio_id}")
     return portfolio_json(portfolio)
 
 
 # -- time series ---------------------------------------------------------------------------
 class SensorIn(Spec):
-    name: str = Field(min_length=1, max_length=200)
-    unit: str = Field(min_length=1, examples=["kW", "EUR/MWh"])
-    resolution: timedelta = timedelta(minutes=15)
-    site: int | None = None
+    name: Name
+    unit: Annotated[str, AfterValidator(no_nul)] = Field(
+        min_length=1, max_length=32, examples=["kW", "EUR/MWh"]
+    )
+    resolution: Resolution = timedelta(minutes=15)
+    site: Id | None = None
 
 
 class SeriesIn(Spec):
     start: AwareDatetime
     values: list[float]
-    resolution: timedelta | None = None
-    source: str = "user"
+    resolution: Resolution | None = None
+    source: Short = "user"
 
 
 def sensor_json(s: Sensor) -> dict[str, Any]:
@@ -220,7 +232,7 @@ def create_sensor(body: SensorIn, caller: OperatorDep, session: SessionDep) -> d
     site = visible_site(session, caller, body.site) if body.site is not None else None
     account = caller_account(session, caller)
     if any(s.name == body.name for s in repo.list_sensors(session, [caller.account_id])):
-        raise HTTPException(409, f"your account already has a sensor named {body.name!r}")
+        raise ConflictError(f"your account already has a sensor named {body.name!r}")
     sensor = repo.get_or_create_sensor(
         session, account, body.name, body.unit, body.resolution, site=site
     )
@@ -249,7 +261,7 @@ def list_sensors(caller: CallerDep, session: SessionDep) -> list[dict[str, Any]]
 
 @router.post("/sensors/{sensor_id}/data")
 async def post_data(
-    sensor_id: int, request: Request, caller: OperatorDep, session: SessionDep
+    sensor_id: IdPath, request: Request, caller: OperatorDep, session: SessionDep
 ) -> dict[str, Any]:
     """Upload values: JSON ``{"start", "values", "resolution"?, "source"?}`` or CSV
     (``text/csv``: a header, then ``datetime,value`` rows at the sensor's resolution)."""
@@ -311,32 +323,46 @@ def _read_csv(text: str, resolution: timedelta) -> tuple[datetime, list[float]]:
 
 @router.get("/sensors/{sensor_id}/data")
 def get_data(
-    sensor_id: int,
+    sensor_id: IdPath,
     caller: CallerDep,
     session: SessionDep,
     start: Annotated[AwareDatetime, Query()],
     end: Annotated[AwareDatetime, Query()],
-    resolution: Annotated[timedelta | None, Query()] = None,
+    resolution: Annotated[Resolution | None, Query()] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, description="values per page; the answer's `next` is the "
+                          "start of the next page")
+    ] = None,
 ) -> dict[str, Any]:
     """Values on ``[start, end)``, resampled to ``resolution`` (default: the sensor's);
-    ``null`` where nothing is stored."""
+    ``null`` where nothing is stored. With ``limit``, at most that many values from
+    ``start``: ``next`` is where the next page starts (``null`` on the last page). A read
+    covers at most ``VPP_MAX_SENSOR_POINTS`` points (422 beyond)."""
     sensor = visible_sensor(session, caller, sensor_id)
     step = resolution or sensor.resolution
     if end <= start or step <= timedelta(0) or abs((end - start) / step % 1) > 1e-9:
         raise RequestValidationError.single("end", "end must follow start by whole steps")
+    steps = round((end - start) / step)
+    page_end = start + min(steps, limit) * step if limit is not None else end
+    # what is read from the database counts too: a PT1S sensor read at PT1H reads 3600
+    # stored values per answered one
+    finest = min(step, sensor.resolution)
+    check_sensor_read(math.ceil((page_end - start) / finest), "end" if limit is None else "limit")
     values = resample(
-        repo.read_time_series(session, sensor, start, end),
+        repo.read_time_series(session, sensor, start, page_end),
         sensor.resolution,
         start,
-        end - start,
+        page_end - start,
         step,
     )
     return {
         "sensor": sensor.id,
         "start": start.isoformat(),
+        "end": page_end.isoformat(),
         "resolution": iso_duration(step),
         "unit": sensor.unit,
         "values": [None if np.isnan(v) else float(v) for v in values],
+        "next": page_end.isoformat() if page_end < end else None,
     }
 
 

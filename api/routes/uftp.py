@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 import pandas as pd
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 from shapeshifter_uftp.uftp import (
     AgrPortfolioQuery,
     AgrPortfolioUpdate,
@@ -34,7 +34,8 @@ from shapeshifter_uftp.uftp import (
 )
 from sqlalchemy.orm import Session
 
-from api.deps import AdminDep, SessionDep
+from api.deps import AdminDep, Caller, SessionDep
+from api.fields import Id, IdPath, Label, no_nul
 from api.references import visible_sensor, visible_site
 from api.uftp import flex, protocol
 from api.uftp.protocol import RejectionError, UftpConfig, UftpNotConfiguredError
@@ -43,9 +44,15 @@ from api.uftp.worker import UftpWorker, count
 from store import Site
 from store import repository as repo
 from store import uftp as store
-from store.tables import UftpCommitment, UftpFlexOffer, UftpMessage, UftpParticipant, utcnow
+from store.tables import (
+    UftpCommitment,
+    UftpFlexOffer,
+    UftpMessage,
+    UftpParticipant,
+    utcnow,
+)
 from vpp.device import Spec
-from vpp.errors import RequestValidationError
+from vpp.errors import ConflictError, NotFoundError, RequestValidationError
 
 router = APIRouter(tags=["UFTP"])
 admin = APIRouter(prefix="/api/v1/uftp", tags=["UFTP"])
@@ -126,7 +133,7 @@ class ParticipantIn(Spec):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str) -> str:
-        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        if not re.fullmatch(r"https?://[^\s/\x00]+(/[^\s\x00]*)?", value):
             raise ValueError("must be an http(s) URL, e.g. https://dso.example.com/shapeshifter/api/v3/message")
         return value
 
@@ -139,26 +146,31 @@ def participant_json(p: UftpParticipant) -> dict[str, Any]:
 @admin.post("/participants", status_code=201)
 def add_participant(body: ParticipantIn, caller: AdminDep, session: SessionDep) -> dict[str, Any]:
     """Register a DSO (GOPACS too) or CRO; our offers to it are built from the sites of the
-    caller's account (and its clients)."""
+    caller's account (and its clients). A domain is held by one account: 409 if it is
+    registered already, by this account or another."""
     try:
         row = store.add_participant(session, body.domain, body.role, body.public_key,
                                     body.endpoint, caller.account_id)
     except repo.RecordExistsError as err:
-        raise HTTPException(409, str(err)) from None
+        raise ConflictError(str(err)) from None
     return participant_json(row)
 
 
 @admin.get("/participants")
 def list_participants(caller: AdminDep, session: SessionDep) -> list[dict[str, Any]]:
-    return [participant_json(p) for p in store.list_participants(session)]
+    """The peers of your account (and its clients); a platform admin sees every peer."""
+    return [participant_json(p) for p in store.list_participants(session, caller.platform_scope)]
 
 
 @admin.delete("/participants/{domain}", status_code=204)
 def delete_participant(domain: str, caller: AdminDep, session: SessionDep) -> Response:
+    """Forget a peer of your account (its messages stay); another account's is 404."""
+    if not DOMAIN.fullmatch(domain):  # no peer has such a domain (and PostgreSQL may refuse it)
+        raise NotFoundError(f"no participant {domain!r}")
     try:
-        store.delete_participant(session, domain)
+        store.delete_participant(session, domain, caller.platform_scope)
     except repo.RecordNotFoundError as err:
-        raise HTTPException(404, str(err)) from None
+        raise NotFoundError(str(err)) from None
     return Response(status_code=204)
 
 
@@ -186,20 +198,28 @@ def message_json(m: UftpMessage) -> dict[str, Any]:
     }
 
 
+Clean = Annotated[str, AfterValidator(no_nul)]
+MessageStatus = Literal[
+    "received", "processing", "processed", "rejected", "failed", "queued", "sending", "sent"
+]
+
+
 @admin.get("/messages")
 def list_messages(
     caller: AdminDep,
     session: SessionDep,
-    type: str | None = None,  # the UFTP name, e.g. FlexRequest, D-Prognosis
-    conversation_id: Annotated[str | None, Query(alias="conversation-id")] = None,
+    type: Annotated[Clean | None, Query(max_length=64)] = None,
+    conversation_id: Annotated[Clean | None, Query(alias="conversation-id", max_length=36)] = None,
     direction: Literal["in", "out"] | None = None,
-    status: str | None = None,
-    limit: int = 200,
+    status: MessageStatus | None = None,
+    limit: Annotated[int, Query(ge=1, description="at most 1000 are returned")] = 200,
 ) -> list[dict[str, Any]]:
-    """Stored messages, newest first (``?type=&conversation-id=&direction=&status=``)."""
+    """Stored messages of your account's peers, newest first
+    (``?type=&conversation-id=&direction=&status=``); a platform admin sees every message,
+    also those of unknown senders."""
     rows = store.list_messages(session, message_type=type, conversation_id=conversation_id,
                                direction=direction, status=status,
-                               limit=max(1, min(limit, 1000)))
+                               account_ids=caller.platform_scope, limit=min(limit, 1000))
     return [message_json(m) for m in rows]
 
 
@@ -228,32 +248,28 @@ def offer_json(o: UftpFlexOffer, session: Session) -> dict[str, Any]:
     }
 
 
-def _visible(caller: Any, account_id: int | None) -> bool:
-    return account_id is None or caller.may_see(account_id)
-
-
 @admin.get("/flex-offers")
 def list_offers(caller: AdminDep, session: SessionDep) -> list[dict[str, Any]]:
-    return [offer_json(o, session) for o in store.list_offers(session)
-            if _visible(caller, o.account_id)]
+    """Our FlexOffers to your account's peers, newest first (a platform admin: all)."""
+    return [offer_json(o, session) for o in store.list_offers(session, caller.platform_scope)]
 
 
 @admin.post("/flex-offers/{offer_id}/revoke")
 def revoke_offer(
-    offer_id: int, request: Request, caller: AdminDep, session: SessionDep
+    offer_id: IdPath, request: Request, caller: AdminDep, session: SessionDep
 ) -> dict[str, Any]:
     """Revoke an open offer of ours: it is void from now on, and a FlexOfferRevocation goes
     to the DSO. 409 once it is ordered, revoked or expired."""
-    cfg = _config()
     try:
         offer = store.get_offer_by_id(session, offer_id)
     except repo.RecordNotFoundError:
-        raise HTTPException(404, f"no flex offer {offer_id}") from None
-    if not _visible(caller, offer.account_id):
-        raise HTTPException(404, f"no flex offer {offer_id}")
+        raise NotFoundError(f"no flex offer {offer_id}") from None
+    if not caller.may_operate(offer.account_id):
+        raise NotFoundError(f"no flex offer {offer_id}")
     state = offer_json(offer, session)["state"]
     if state != "open":
-        raise HTTPException(409, f"flex offer {offer_id} is {state}; only open offers are revoked")
+        raise ConflictError(f"flex offer {offer_id} is {state}; only open offers are revoked")
+    cfg = _config()
     offer.revoked_at = utcnow()
     revocation = FlexOfferRevocation(flex_offer_message_id=offer.message_id)
     message_id = enqueue(session, revocation, offer.dso_domain, cfg, None,
@@ -267,8 +283,9 @@ def revoke_offer(
 
 @admin.get("/commitments")
 def list_commitments(caller: AdminDep, session: SessionDep) -> list[dict[str, Any]]:
-    return [commitment_json(c) for c in store.list_commitments(session)
-            if _visible(caller, c.account_id)]
+    """The orders your account's peers placed, oldest first (a platform admin: all)."""
+    return [commitment_json(c)
+            for c in store.list_commitments(session, account_ids=caller.platform_scope)]
 
 
 def commitment_json(c: UftpCommitment) -> dict[str, Any]:
@@ -294,15 +311,19 @@ def commitment_json(c: UftpCommitment) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- D-Prognosis
 class PrognosisIn(Spec):
-    congestion_point: str = Field(min_length=1)
+    congestion_point: Label
     date: date
     dso: str | None = None
     time_zone: str = "Europe/Amsterdam"
     isp_duration: Literal["PT15M", "PT30M", "PT60M"] = "PT15M"
 
 
-def _peer(session: Session, domain: str | None, role: str, field: str) -> UftpParticipant:
-    peers = [p for p in store.list_participants(session) if p.role == role]
+def _peer(
+    session: Session, caller: Caller, domain: str | None, role: str, field: str
+) -> UftpParticipant:
+    """The caller's peer of ``role`` (named ``domain``, or the only one): messages go only
+    to peers of the caller's account and its clients, never to another account's."""
+    peers = [p for p in store.list_participants(session, list(caller.visible)) if p.role == role]
     if domain is not None:
         peers = [p for p in peers if p.domain == domain]
         if not peers:
@@ -321,7 +342,7 @@ def post_d_prognosis(
     """Send the congestion point's D-Prognosis for ``date`` (its current schedule, with the
     commitments) to the DSO."""
     cfg = _config()
-    dso = _peer(session, body.dso, "DSO", "dso")
+    dso = _peer(session, caller, body.dso, "DSO", "dso")
     if not ENTITY.fullmatch(body.congestion_point):
         raise RequestValidationError.single(
             "congestion-point", "must be a UFTP entity address, e.g. ean.871685900000000001"
@@ -365,7 +386,7 @@ def post_agr_portfolio_update(
 ) -> dict[str, Any]:
     """Tell the CRO the connections we represent (every stored site with an EAN)."""
     cfg = _config()
-    cro = _peer(session, body.cro, "CRO", "cro")
+    cro = _peer(session, caller, body.cro, "CRO", "cro")
     addresses = _connections(session, caller)
     if not addresses:
         raise RequestValidationError.single("cro", "no site of yours has a connection EAN")
@@ -387,7 +408,7 @@ def post_agr_portfolio_query(
     """Ask the CRO which DSOs and congestion points our connections are at on ``period``;
     its AGRPortfolioQueryResponse is stored (``GET /messages?type=AGRPortfolioQueryResponse``)."""
     cfg = _config()
-    cro = _peer(session, body.cro, "CRO", "cro")
+    cro = _peer(session, caller, body.cro, "CRO", "cro")
     query = AgrPortfolioQuery(period=protocol.xml_date(body.period))
     message_id = enqueue(session, query, cro.domain, cfg, None)
     session.commit()
@@ -397,8 +418,8 @@ def post_agr_portfolio_query(
 
 # --------------------------------------------------------------------------- Metering
 class MeteringIn(Spec):
-    site: int
-    sensor: int
+    site: Id
+    sensor: Id
     date: date
     dso: str | None = None
     time_zone: str = "Europe/Amsterdam"
@@ -413,7 +434,7 @@ def post_metering(
     profile in kW per ISP): the mean of the stored ``sensor`` (kW) over each ISP; the site's
     EAN is the meter's. Every ISP needs values."""
     cfg = _config()
-    dso = _peer(session, body.dso, "DSO", "dso")
+    dso = _peer(session, caller, body.dso, "DSO", "dso")
     site = visible_site(session, caller, body.site)
     sensor = visible_sensor(session, caller, body.sensor)
     digits = (site.ean or "").removeprefix("ean.")

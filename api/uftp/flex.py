@@ -315,7 +315,13 @@ def _ordered_offer(
     session: Session, message: FlexOrder, participant: UftpParticipant
 ) -> UftpFlexOffer:
     offer = store.get_offer(session, message.flex_offer_message_id)
-    if offer is None or offer.dso_domain != participant.domain:
+    # the account too: a domain re-registered by another account must not order the first
+    # account's offers
+    if (
+        offer is None
+        or offer.dso_domain != participant.domain
+        or offer.account_id != participant.account_id
+    ):
         raise RejectionError("Unknown Reference: FlexOfferMessageID")
     if offer.revoked_at is not None:
         raise RejectionError("Reference Message Revoked")

@@ -83,7 +83,8 @@ def _settlement(
     ours = {
         c.order_reference: c
         for c in store.list_commitments(session)
-        if c.dso_domain == participant.domain
+        # the account too: a re-registered domain settles only its own account's orders
+        if c.dso_domain == participant.domain and c.account_id == participant.account_id
     }
     statuses = []
     for item in message.flex_order_settlements:
