@@ -58,6 +58,7 @@ import numpy as np
 
 from vpp.errors import InfeasibleError, SiteFailedError, VppError
 from vpp.portfolio import (
+    CentralisedPortfolio,
     PortfolioRequest,
     PortfolioResult,
     Target,
@@ -745,8 +746,6 @@ def _recover_centralised(
     optimum instead, the recovery stated in ``recovered-by`` and ``recovery-reason``. A
     portfolio that is infeasible as a whole still fails, with the centralised model's
     error."""
-    from vpp.portfolio import CentralisedPortfolio
-
     logger.warning("ADMM final step failed (%s); solving centralised", err.message)
     result = CentralisedPortfolio(request).solve(cfg.time_limit)
     result.iterations = outcome.state.iteration
