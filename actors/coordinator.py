@@ -136,7 +136,9 @@ class Coordinator:
         with span_from(trace_context, "portfolio.job", job=job_id):
             portfolio = validate_portfolio(request)  # field errors here, not in the actors
             target = resolve_target(portfolio)
-            self._set(job_id, status="running", iteration=0, history=[])
+            cfg = settings_for(portfolio, settings)
+            self._set(job_id, status="running", phase="starting", iteration=0, history=[],
+                      max_iterations=cfg.max_iterations)
             requests = [portfolio.site_request(i) for i in range(len(portfolio.sites))]
             options = PoolOptions(**(pool_options or {}))
             kwargs = {"shard_class": shard_class} if shard_class is not None else {}
@@ -145,6 +147,7 @@ class Coordinator:
                 state = self._warm(portfolio)
                 self._set(job_id, warm=state is not None)
             pool = RayPool([s.id for s in portfolio.sites], requests, options, **kwargs)
+            self._set(job_id, phase="building")  # the shards build their site models
             try:
                 # where the shards run (operators and the multi-node test read it)
                 self._set(job_id, shard_nodes=pool.node_ids())
@@ -153,7 +156,7 @@ class Coordinator:
                     pool,
                     target,
                     price_scale(portfolio),
-                    settings_for(portfolio, settings),
+                    cfg,
                     state=state,
                     on_progress=lambda p: self._record(job_id, p),
                     checkpoint=lambda s: self._checkpoint(job_id, s),
@@ -164,6 +167,7 @@ class Coordinator:
                 # coordinator that dies mid-run leaves its checkpoint for the retry
                 self._drop_checkpoint(job_id)
                 raise
+                self._set(job_id, phase="finalising")
             finally:
                 pool.shutdown()
             self._set(job_id, status="finished")
@@ -175,8 +179,9 @@ class Coordinator:
             return body
 
     def progress(self, job_id: str) -> dict[str, Any]:
-        """Status, iteration, the residual history so far and ``shard_nodes`` (the Ray node id
-        of each site shard, once they are up)."""
+        """Status, ``phase`` (``starting``, ``building``, ``iterating``, ``finalising``),
+        ``max_iterations`` (the cap), iteration, the residual history so far and
+        ``shard_nodes`` (the Ray node id of each site shard, once they are up)."""
         with self._lock:
             entry = self._progress.get(job_id, {"status": "unknown"})
             return {**entry, "history": list(entry.get("history", []))}
@@ -191,6 +196,7 @@ class Coordinator:
         with self._lock:
             entry = self._progress.setdefault(job_id, {"history": []})
             entry["iteration"] = progress.iteration
+            entry["phase"] = "iterating"
             entry.setdefault("history", []).append(asdict(progress))
 
     def _checkpoint(self, job_id: str, state: AdmmState) -> None:

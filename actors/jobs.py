@@ -26,7 +26,7 @@ from actors import metrics
 from actors.run import run_portfolio
 from store import make_engine, session_factory, upgrade
 from store import repository as repo
-from store.jobs import execute_job
+from store.jobs import ProgressWriter, execute_job
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +101,13 @@ class JobRunner:
 
         coordinator = start_coordinator(database_url=self.database_url)
         try:
+            on_phase = on_progress.phase if isinstance(on_progress, ProgressWriter) else None
             return run_portfolio(
-                request, job_id=job_id, coordinator=coordinator, on_progress=on_progress
+                request,
+                job_id=job_id,
+                coordinator=coordinator,
+                on_progress=on_progress,
+                on_phase=on_phase,
             )
         finally:
             ray.kill(coordinator)

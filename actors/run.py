@@ -19,6 +19,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskErro
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.coordinator import Coordinator
+from vpp.admm import settings_for
 from vpp.errors import VppError
 from vpp.portfolio import (
     CentralisedPortfolio,
@@ -30,6 +31,10 @@ from vpp.settings import get_settings
 from vpp.telemetry import inject
 
 logger = logging.getLogger(__name__)
+
+OnPhase = Callable[[str, dict[str, Any]], None]
+"""``(phase, fields)``: a portfolio job moved to ``phase`` (``fields``: e.g.
+``max_iterations``, to store with it)."""
 
 
 def ensure_ray(address: str | None = None, **init_kwargs: Any) -> None:
@@ -71,13 +76,25 @@ def run_portfolio(
     poll_seconds: float = 0.25,
     coordinator: Any = None,
     shard_class: Any = None,
+    on_phase: OnPhase | None = None,
 ) -> dict[str, Any]:
-    """Schedule a portfolio by its method (``auto``: by size); the result JSON."""
+    """Schedule a portfolio by its method (``auto``: by size); the result JSON.
+
+    ``on_progress`` gets each ADMM iteration's entry; ``on_phase`` each change of phase
+    (``starting``, ``building``, ``iterating``, ``finalising``, see
+    :data:`store.jobs.PHASES`) with fields to store along (``max_iterations``: the cap)."""
     portfolio = validate_portfolio(request)  # field errors before any actor starts
     method = choose_method(portfolio)
     if method == "centralised":
+        if on_phase is not None:
+            on_phase("building", {})
         result = CentralisedPortfolio(portfolio).solve(portfolio.time_limit).to_json()
+        if on_phase is not None:
+            on_phase("finalising", {})
     else:
+        if on_phase is not None:  # the cap is known before any actor starts
+            cap = settings_for(portfolio, settings).max_iterations
+            on_phase("starting", {"max_iterations": cap})
         result = _run_admm(
             request,
             job_id=job_id,
@@ -88,6 +105,7 @@ def run_portfolio(
             poll_seconds=poll_seconds,
             coordinator=coordinator,
             shard_class=shard_class,
+            on_phase=on_phase,
         )
     result["portfolio"]["method-requested"] = portfolio.method
     if portfolio.compare:
@@ -106,6 +124,7 @@ def _run_admm(
     poll_seconds: float,
     coordinator: Any,
     shard_class: Any,
+    on_phase: OnPhase | None = None,
 ) -> dict[str, Any]:
     """ADMM on Ray through a coordinator actor; the result JSON."""
     ensure_ray(address)
@@ -116,13 +135,15 @@ def _run_admm(
     ref = coordinator.run.remote(
         job_id, request, settings, pool_options, shard_class, trace_context=inject()
     )
-    seen = 0  # the last iteration handed to on_progress
+    relay = _Relay(on_progress, on_phase)
     try:
         while True:
             ready, _ = ray.wait([ref], timeout=poll_seconds)
-            if on_progress is not None:
-                seen = _report(coordinator, job_id, seen, on_progress)
+            if on_progress is not None or on_phase is not None:
+                relay.report(coordinator, job_id)
             if ready:
+                if on_phase is not None:
+                    relay.phase("finalising")
                 try:
                     return dict(ray.get(ref))
                 except RayTaskError as err:  # the coordinator's own VppError, unwrapped
@@ -136,19 +157,41 @@ def _run_admm(
             ray.kill(coordinator)
 
 
-def _report(
-    coordinator: Any, job_id: str, seen: int, on_progress: Callable[[dict[str, Any]], None]
-) -> int:
-    """Hand iterations after ``seen`` to ``on_progress``; the last one handed. A coordinator
-    that is restarting (its node died; the retried run resumes from its checkpoint) is
-    skipped this poll: the job's own result says how it ended."""
-    try:
-        history = ray.get(coordinator.progress.remote(job_id), timeout=10.0).get("history", [])
-    except (RayError, GetTimeoutError) as err:
-        logger.warning("job %s: no progress from the coordinator: %s", job_id, type(err).__name__)
-        return seen
-    for entry in history:
-        if int(entry["iteration"]) > seen:
-            on_progress(entry)
-            seen = int(entry["iteration"])
-    return seen
+class _Relay:
+    """Hands the coordinator's progress to the driver's callbacks: each new iteration to
+    ``on_progress``, each change of phase to ``on_phase``."""
+
+    def __init__(
+        self, on_progress: Callable[[dict[str, Any]], None] | None, on_phase: OnPhase | None
+    ) -> None:
+        self.on_progress = on_progress
+        self.on_phase = on_phase
+        self.seen = 0  # the last iteration handed to on_progress
+        self.shown: str | None = None  # the last phase handed to on_phase
+
+    def phase(self, name: str, fields: dict[str, Any] | None = None) -> None:
+        if self.on_phase is not None and name != self.shown:
+            self.shown = name
+            self.on_phase(name, fields or {})
+
+    def report(self, coordinator: Any, job_id: str) -> None:
+        """One poll. A coordinator that is restarting (its node died; the retried run
+        resumes from its checkpoint) is skipped this poll: the job's own result says how it
+        ended."""
+        try:
+            state = ray.get(coordinator.progress.remote(job_id), timeout=10.0)
+        except (RayError, GetTimeoutError) as err:
+            logger.warning(
+                "job %s: no progress from the coordinator: %s", job_id, type(err).__name__
+            )
+            return
+        phase = state.get("phase")
+        if phase in ("building", "iterating") and phase != self.shown:
+            extra = {"max_iterations": state["max_iterations"]} if "max_iterations" in state else {}
+            self.phase(str(phase), extra)
+        if self.on_progress is None:
+            return
+        for entry in state.get("history", []):
+            if int(entry["iteration"]) > self.seen:
+                self.on_progress(entry)
+                self.seen = int(entry["iteration"])

@@ -135,7 +135,9 @@ def _execute(
         if kind == "portfolio":
             if portfolio_runner is None:
                 raise VppError("portfolio jobs need a Ray runner")
-            result = portfolio_runner(request, job_id, _progress_writer(sessions, job_id))
+            writer = _progress_writer(sessions, job_id)
+            writer.phase("starting")  # at once: starting Ray actors takes seconds
+            result = portfolio_runner(request, job_id, writer)
         else:
             schedule = SiteProblem(request).solve()
             result = schedule.to_json()
@@ -176,30 +178,53 @@ def _finish(
     return status
 
 
-def _progress_writer(
-    sessions: sessionmaker[Session], job_id: str
-) -> Callable[[dict[str, Any]], None]:
-    """Store each ADMM iteration's residuals as the job's progress; stop if cancelled."""
+_PROGRESS_KEYS = (
+    "iteration",
+    "primal_residual",
+    "dual_residual",
+    "rho",
+    "objective",
+    "violation",
+    "lower_bound",
+    "certified_gap",
+    "max_iterations",
+)
+PHASES = ("queued", "starting", "building", "iterating", "finalising")
+"""A portfolio job's phases, in order: waiting for a runner; starting its actors; building
+the site models; ADMM iterations (residuals, certified gap); the final schedules."""
 
-    def write(entry: dict[str, Any]) -> None:
-        with sessions.begin() as session:
-            job = repo.get_job(session, job_id)
+
+class ProgressWriter:
+    """Stores a portfolio job's progress: its ``phase`` (:data:`PHASES`), the server's
+    iteration cap (``max-iterations``) and each ADMM iteration's residuals, bound and gap
+    (kebab-case keys). Called with an iteration's entry it stores that entry (phase
+    ``iterating``); :meth:`phase` moves to another phase keeping the last iteration's
+    figures. Either raises :class:`JobCancelledError` once the job was cancelled."""
+
+    def __init__(self, sessions: sessionmaker[Session], job_id: str) -> None:
+        self.sessions = sessions
+        self.job_id = job_id
+        self.current: dict[str, Any] = {}
+
+    def __call__(self, entry: dict[str, Any]) -> None:
+        self._store("iterating", entry)
+
+    def phase(self, name: str, fields: dict[str, Any] | None = None) -> None:
+        if name not in PHASES:
+            raise ValueError(f"unknown job phase {name!r}")
+        self._store(name, fields or {})
+
+    def _store(self, phase: str, entry: dict[str, Any]) -> None:
+        fields = {key.replace("_", "-"): entry[key] for key in _PROGRESS_KEYS if key in entry}
+        with self.sessions.begin() as session:
+            job = repo.get_job(session, self.job_id)
             if job.status == "cancelled":
-                raise JobCancelledError(f"job {job_id} was cancelled")
-            progress: dict[str, Any] = {
-                key.replace("_", "-"): entry[key]
-                for key in (
-                    "iteration",
-                    "primal_residual",
-                    "dual_residual",
-                    "rho",
-                    "objective",
-                    "violation",
-                    "lower_bound",
-                    "certified_gap",
-                )
-                if key in entry
-            }
-            repo.set_job_status(session, job_id, "running", progress=progress)
+                raise JobCancelledError(f"job {self.job_id} was cancelled")
+            self.current = {"phase": phase, **{k: v for k, v in self.current.items()
+                                               if k != "phase"}, **fields}
+            repo.set_job_status(session, self.job_id, "running", progress=dict(self.current))
 
-    return write
+
+def _progress_writer(sessions: sessionmaker[Session], job_id: str) -> ProgressWriter:
+    """Store each ADMM iteration's residuals as the job's progress; stop if cancelled."""
+    return ProgressWriter(sessions, job_id)

@@ -339,16 +339,31 @@ def _upsert_device(device: Device | None, spec: Mapping[str, Any]) -> Device:
     return device
 
 
-def list_sites(session: Session, account_ids: Iterable[int]) -> list[Site]:
-    """The sites of the given accounts, with their devices, ordered by id."""
-    return list(
-        session.scalars(
-            select(Site)
-            .where(Site.account_id.in_(list(account_ids)))
-            .options(selectinload(Site.devices))
-            .order_by(Site.id)
-        )
-    )
+def list_sites(
+    session: Session,
+    account_ids: Iterable[int],
+    *,
+    after_id: int | None = None,
+    limit: int | None = None,
+    congestion_point: str | None = None,
+) -> list[Site]:
+    """The sites of the given accounts, with their devices, ordered by id (those with an id
+    above ``after_id``, at most ``limit``, optionally behind ``congestion_point``)."""
+    query = select(Site).where(Site.account_id.in_(list(account_ids)))
+    if after_id is not None:
+        query = query.where(Site.id > after_id)
+    if congestion_point is not None:
+        query = query.where(Site.congestion_point == congestion_point)
+    query = query.options(selectinload(Site.devices)).order_by(Site.id)
+    return list(session.scalars(_limited(query, limit)))
+
+
+def _limited(query: Any, limit: int | None) -> Any:
+    if limit is None:
+        return query
+    if limit < 1:
+        raise ValueError(f"limit must be positive, got {limit}")
+    return query.limit(limit)
 
 
 def get_site(session: Session, site_id: int) -> Site:
@@ -424,16 +439,23 @@ def get_portfolio(session: Session, portfolio_id: int) -> Portfolio:
     return portfolio
 
 
-def list_portfolios(session: Session, account_ids: Iterable[int]) -> list[Portfolio]:
-    """The portfolios of the given accounts, with their sites, ordered by id."""
-    return list(
-        session.scalars(
-            select(Portfolio)
-            .where(Portfolio.account_id.in_(list(account_ids)))
-            .options(selectinload(Portfolio.sites))
-            .order_by(Portfolio.id)
-        )
-    )
+def list_portfolios(
+    session: Session,
+    account_ids: Iterable[int],
+    *,
+    after_id: int | None = None,
+    limit: int | None = None,
+    congestion_point: str | None = None,
+) -> list[Portfolio]:
+    """The portfolios of the given accounts, with their sites, ordered by id (those with an
+    id above ``after_id``, at most ``limit``, optionally behind ``congestion_point``)."""
+    query = select(Portfolio).where(Portfolio.account_id.in_(list(account_ids)))
+    if after_id is not None:
+        query = query.where(Portfolio.id > after_id)
+    if congestion_point is not None:
+        query = query.where(Portfolio.congestion_point == congestion_point)
+    query = query.options(selectinload(Portfolio.sites)).order_by(Portfolio.id)
+    return list(session.scalars(_limited(query, limit)))
 
 
 def get_or_create_sensor(
@@ -466,13 +488,22 @@ def get_or_create_sensor(
     return sensor
 
 
-def list_sensors(session: Session, account_ids: Iterable[int]) -> list[Sensor]:
-    """The sensors of the given accounts, ordered by id."""
-    return list(
-        session.scalars(
-            select(Sensor).where(Sensor.account_id.in_(list(account_ids))).order_by(Sensor.id)
-        )
-    )
+def list_sensors(
+    session: Session,
+    account_ids: Iterable[int],
+    *,
+    after_id: int | None = None,
+    limit: int | None = None,
+    site_id: int | None = None,
+) -> list[Sensor]:
+    """The sensors of the given accounts, ordered by id (those with an id above
+    ``after_id``, at most ``limit``, optionally only those of the site ``site_id``)."""
+    query = select(Sensor).where(Sensor.account_id.in_(list(account_ids)))
+    if after_id is not None:
+        query = query.where(Sensor.id > after_id)
+    if site_id is not None:
+        query = query.where(Sensor.site_id == site_id)
+    return list(session.scalars(_limited(query.order_by(Sensor.id), limit)))
 
 
 def get_sensor(session: Session, sensor_id: int) -> Sensor:
@@ -640,15 +671,39 @@ def list_jobs(
     account_ids: Iterable[int],
     status: str | None = None,
     limit: int = 100,
+    *,
+    kind: str | None = None,
+    portfolio_id: int | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    after: tuple[datetime, str] | None = None,
 ) -> list[SchedulingJob]:
-    """The newest ``limit`` jobs of the given accounts (optionally with ``status``), newest
-    first. Jobs without an account are not listed."""
+    """The newest ``limit`` jobs of the given accounts (optionally with ``status``, of
+    ``kind``, of the stored portfolio ``portfolio_id``, created in
+    ``[created_after, created_before)``), newest first (ties by id). ``after`` is the
+    ``(created_at, id)`` of the last job of the previous page: the page goes on after it.
+    Jobs without an account are not listed."""
     if limit < 1:
         raise ValueError(f"limit must be positive, got {limit}")
     query = select(SchedulingJob).where(SchedulingJob.account_id.in_(list(account_ids)))
     if status is not None:
         _check_choice("job status", status, JOB_STATUSES)
         query = query.where(SchedulingJob.status == status)
+    if kind is not None:
+        _check_choice("job kind", kind, JOB_KINDS)
+        query = query.where(SchedulingJob.kind == kind)
+    if portfolio_id is not None:
+        query = query.where(SchedulingJob.portfolio_id == portfolio_id)
+    if created_after is not None:
+        query = query.where(SchedulingJob.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(SchedulingJob.created_at < created_before)
+    if after is not None:
+        created, job_id = after
+        query = query.where(
+            (SchedulingJob.created_at < created)
+            | ((SchedulingJob.created_at == created) & (SchedulingJob.id > job_id))
+        )
     query = query.order_by(SchedulingJob.created_at.desc(), SchedulingJob.id).limit(limit)
     return list(session.scalars(query))
 

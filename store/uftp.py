@@ -356,9 +356,14 @@ def list_messages(
     status: str | None = None,
     account_ids: Iterable[int] | None = None,
     limit: int = 200,
+    before_id: int | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
 ) -> list[UftpMessage]:
     """Newest first, filtered (``account_ids``: the messages of those accounts' peers;
-    None: every message, also those of unknown senders)."""
+    None: every message, also those of unknown senders; created in
+    ``[created_after, created_before)``); ``before_id``: only those with a lower id (the
+    last id of the previous page)."""
     query = select(UftpMessage)
     if account_ids is not None:
         query = query.where(UftpMessage.account_id.in_(list(account_ids)))
@@ -370,6 +375,12 @@ def list_messages(
         query = query.where(UftpMessage.direction == direction)
     if status is not None:
         query = query.where(UftpMessage.status == status)
+    if before_id is not None:
+        query = query.where(UftpMessage.id < before_id)
+    if created_after is not None:
+        query = query.where(UftpMessage.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(UftpMessage.created_at < created_before)
     query = query.order_by(UftpMessage.id.desc()).limit(limit)
     return list(session.scalars(query))
 

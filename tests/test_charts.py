@@ -3,6 +3,7 @@ vendored scripts, and the page rendered by a real headless Chromium."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -86,6 +87,9 @@ def assert_step_series(
     assert [r["step"] for r in got] == list(range(steps + 1))
     assert [datetime.fromisoformat(r["time"]) for r in got] == instants[: steps + 1]
     assert all(re.search(r"[+-]\d\d:\d\d$", r["time"]) for r in got), "ISO with offset"
+    assert [r["clock"] for r in got] == [
+        t.replace(tzinfo=None).isoformat() + "Z" for t in instants[: steps + 1]
+    ], "the wall clock at the request's offset, as if UTC"
     assert "closing" not in got[0] and got[-1]["closing"] is True
     assert got[-1]["value"] == values[-1]
 
@@ -98,7 +102,10 @@ def line_layer(panel: dict[str, Any]) -> dict[str, Any]:
 
 def assert_xy(layer: dict[str, Any]) -> None:
     enc = layer["encoding"]
-    assert enc["x"]["field"] == "time" and enc["x"]["type"] == "temporal"
+    # the wall clock at the request's offset on a UTC scale: the browser's zone plays no part
+    assert enc["x"]["field"] == "clock" and enc["x"]["type"] == "temporal"
+    assert enc["x"]["scale"] == {"type": "utc"}
+    assert enc["x"]["title"].endswith("(UTC+01:00)")
     assert enc["y"]["field"] == "value" and enc["y"]["type"] == "quantitative"
     assert enc["color"]["field"] == "series" and enc["color"]["type"] == "nominal"
 
@@ -639,3 +646,145 @@ def test_page_explains_a_refused_token_in_chromium(live_job: Any, tmp_path: Path
     assert "Not signed in (401): unknown or revoked token." in html
     assert "<svg" not in html[html.index('<div id="chart"') :]
     assert not [line for line in console_lines(done.stderr) if "Uncaught" in line]
+
+
+class DevTools:
+    """A headless Chromium driven over the DevTools protocol (``websockets``' sync client):
+    enough to load a page and evaluate expressions in it."""
+
+    def __init__(self, profile: Path, env: dict[str, str]) -> None:
+        import os
+
+        command = [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+            "--window-size=1200,900",
+            "about:blank",
+        ]
+        self.process = subprocess.Popen(
+            command,
+            env=os.environ | env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.ws: Any = None
+        self.exits = contextlib.ExitStack()
+        self.next_id = 0
+        try:
+            self._connect(profile / "DevToolsActivePort")
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self, port_file: Path) -> None:
+        import httpx
+        from websockets.sync.client import connect
+
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert self.process.poll() is None, "chromium exited"
+            assert time.monotonic() < deadline, "chromium did not open its DevTools port"
+            time.sleep(0.05)
+        port = int(port_file.read_text().split()[0])
+        targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
+        page = next(t for t in targets if t["type"] == "page")
+        self.ws = self.exits.enter_context(
+            connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+        )
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv(timeout=30))
+            if message.get("id") == self.next_id:
+                assert "error" not in message, message
+                result: dict[str, Any] = message["result"]
+                return result
+
+    def evaluate(self, expression: str) -> Any:
+        got = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        assert "exceptionDetails" not in got, got
+        return got["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 30.0) -> Any:
+        """The first truthy value of ``expression`` (errors while the page is being replaced,
+        e.g. no document yet, count as not yet)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+            value = None if "exceptionDetails" in got else got["result"].get("value")
+            if value:
+                return value
+            assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        self.exits.close()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@needs_chromium
+def test_page_draws_the_requests_offset_and_drops_the_token(live_job: Any, tmp_path: Path) -> None:
+    """The browser runs in New York (UTC-5) and the job in UTC+01:00: the axes still show the
+    request's times with dates, say which offset, and the token leaves the URL and history."""
+    base, token, job_id = live_job
+    url = f"{base}/ui/jobs/{job_id}#token={token}"
+    browser = DevTools(tmp_path / "profile", {"TZ": "America/New_York"})
+    try:
+        assert browser.evaluate("new Date(2026, 2, 2).getTimezoneOffset()") == 300, "UTC-5"
+        browser.call("Page.navigate", url=url)
+        state = browser.wait_for(
+            "location.pathname.startsWith('/ui/jobs/')"
+            " && ['rendered', 'error'].includes(document.documentElement.dataset.state)"
+            " && document.documentElement.dataset.state"
+        )
+        assert state == "rendered", browser.evaluate("document.body.innerText")
+        labels: list[list[str]] = browser.evaluate(
+            "Array.from(document.querySelectorAll('#chart g.role-axis'))"
+            ".filter(a => a.querySelector('.role-axis-domain line, .role-axis-domain path'))"
+            ".map(a => Array.from(a.querySelectorAll('.role-axis-label text'))"
+            ".map(t => t.textContent))"
+        )
+        titles: list[str] = browser.evaluate(
+            "Array.from(document.querySelectorAll('#chart .role-axis-title text'))"
+            ".map(t => t.textContent)"
+        )
+        text = browser.evaluate("document.querySelector('#chart svg').textContent")
+        href = browser.evaluate("location.href")
+        hash_ = browser.evaluate("location.hash")
+        history = browser.call("Page.getNavigationHistory")
+    finally:
+        browser.close()
+
+    # x axes: their labels are times, and the first is the start's date at midnight (+01:00)
+    x_axes = [axis for axis in labels if any(re.fullmatch(r"\d\d:\d\d", s) for s in axis)]
+    assert len(x_axes) == 2, labels  # the power and the SoC panel
+    for axis in x_axes:
+        assert axis[0] == "Mon 02 Mar", axis
+        hours = [s for s in axis if re.fullmatch(r"\d\d:\d\d", s)]
+        assert hours[:3] == ["01:00", "02:00", "03:00"], axis  # New York: 19:00, 20:00, ...
+        assert "Sun 01 Mar" not in axis, "not the browser's zone"
+    span = "Mon 02 Mar 2026 00:00 – Tue 03 Mar 2026 00:00 (UTC+01:00)"
+    assert titles.count(span) == 2, titles
+    assert "times in UTC+01:00" in text
+
+    assert token not in href and hash_ == "" and "#" not in href, href
+    assert href == f"{base}/ui/jobs/{job_id}"
+    entries = history["entries"]
+    assert all(token not in entry["url"] for entry in entries), entries

@@ -201,7 +201,9 @@ def test_requests_carry_token_path_and_json_body() -> None:
 
 
 def test_every_simple_method_hits_its_route() -> None:
-    rec = Recorder(lambda r: httpx.Response(204 if r.method == "DELETE" else 200, json={}))
+    lists = {"/api/v1/sites", "/api/v1/portfolios", "/api/v1/sensors", "/api/v1/scheduling-jobs"}
+    rec = Recorder(lambda r: httpx.Response(
+        204 if r.method == "DELETE" else 200, json=[] if r.url.path in lists else {}))
     # a base URL ending in /api/v1 (and a slash) is the same server
     c = Client("http://vpp.test/api/v1/", token="t", transport=httpx.MockTransport(rec))
     c.me()
@@ -1305,3 +1307,102 @@ def test_the_what_if_example_runs(
     ]  # fmt: skip
     assert example.main(["--url", live_portfolios.url, "--token", "wrong", "--quiet"]) == 1
     assert "unknown or revoked token" in capsys.readouterr().err
+
+
+# =========================================================================================
+# Lists that scale (issue 11 item 7), progress phases and the server's cap (item 8)
+# =========================================================================================
+def paged_api(rows: list[dict[str, Any]]) -> Handler:
+    """A list route that pages ``rows`` by an ``X-Next-Cursor`` holding the next index."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        limit = int(request.url.params.get("limit", "2"))
+        start = int(request.url.params.get("cursor", "0"))
+        page = rows[start: start + limit]
+        headers = {"X-Next-Cursor": str(start + limit)} if start + limit < len(rows) else {}
+        return httpx.Response(200, json=page, headers=headers)
+
+    return handle
+
+
+def test_jobs_is_one_page_with_its_next_cursor_and_filters() -> None:
+    rows = [{"job": f"j{i}"} for i in range(5)]
+    rec = Recorder(paged_api(rows))
+    c = make_client(rec)
+    first = c.jobs(limit=2, kind="portfolio", portfolio=3,
+                   created_after=datetime.fromisoformat("2026-03-01T00:00:00+00:00"))
+    assert first == rows[:2] and isinstance(first, list) and first.next == "2"
+    assert dict(rec.last.url.params) == {
+        "limit": "2", "kind": "portfolio", "portfolio": "3",
+        "created-after": "2026-03-01T00:00:00+00:00",
+    }
+    last = c.jobs(limit=2, cursor="4")
+    assert last == rows[4:] and last.next is None
+    assert rec.last.url.params["cursor"] == "4"
+
+
+def test_sites_sensors_and_portfolios_follow_every_page() -> None:
+    rows = [{"id": i} for i in range(5)]
+    rec = Recorder(paged_api(rows))
+    c = make_client(rec)
+    assert c.sites(congestion_point="EAN-CP") == rows
+    assert [dict(r.url.params) for r in rec.requests] == [
+        {"congestion-point": "EAN-CP"},
+        {"congestion-point": "EAN-CP", "cursor": "2"},
+        {"congestion-point": "EAN-CP", "cursor": "4"},
+    ]
+    assert c.sensors(site=7) == rows and rec.last.url.params["site"] == "7"
+    assert c.portfolios() == rows
+
+
+def test_a_list_route_answering_something_else_is_an_error() -> None:
+    c = make_client(lambda r: httpx.Response(200, json={"not": "a list"}))
+    with pytest.raises(VppApiError, match="expected a JSON list"):
+        c.sites()
+
+
+def test_uftp_messages_page() -> None:
+    rows = [{"id": i} for i in range(3)]
+    rec = Recorder(paged_api(rows))
+    page = make_client(rec).uftp_messages("FlexOffer", limit=2, status="processed")
+    assert page == rows[:2] and page.next == "2"
+    assert dict(rec.last.url.params) == {"limit": "2", "type": "FlexOffer", "status": "processed"}
+
+
+def test_async_jobs_page() -> None:
+    rows = [{"job": f"j{i}"} for i in range(3)]
+
+    async def go() -> Any:
+        async with AsyncClient("http://vpp.test", transport=httpx.MockTransport(paged_api(rows))
+                               ) as c:
+            return await c.jobs(limit=2), await c.sites()
+
+    page, sites = asyncio.run(go())
+    assert page == rows[:2] and page.next == "2" and sites == rows
+
+
+def test_progress_bar_uses_the_servers_cap_and_shows_the_phase() -> None:
+    def phase(name: str, **more: Any) -> dict[str, Any]:
+        return {"status": "running", "progress": {"phase": name, **more}}
+
+    states = [
+        {"status": "queued", "progress": {"phase": "queued"}},
+        phase("starting"),
+        phase("starting", **{"max-iterations": 40}),
+        phase("building", **{"max-iterations": 40}),
+        phase("iterating", **{"max-iterations": 40, "iteration": 20, "certified-gap": 0.01}),
+        phase("finalising", **{"max-iterations": 40, "iteration": 31}),
+        {"status": "finished", "result": {"portfolio": {"iterations": 31}},
+         "progress": {"phase": "finalising", "max-iterations": 40, "iteration": 31}},
+    ]
+    stream = io.StringIO()
+    make_client(FakeJobs(states), FakeClock()).wait("job-1234567890", progress=stream)
+    lines = stream.getvalue().splitlines()
+    assert [line.split("]")[1].split()[1:] for line in lines][:4] == [
+        ["queued", "queued"], ["running", "starting"], ["running", "building"],
+        ["running", "iterating", "gap=1.00e-02"],
+    ]
+    assert "  0/100 queued" in lines[0]  # the default cap until the server says its own
+    assert "[###############...............]  20/40 running iterating" in lines[3]
+    assert " 31/40 running finalising" in lines[4]
+    assert lines[-1].endswith(" 31/40 finished")

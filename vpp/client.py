@@ -56,6 +56,7 @@ __all__ = [
     "JobFailedError",
     "JobTimeoutError",
     "NotFoundError",
+    "Page",
     "PermissionDeniedError",
     "Scenario",
     "ServerError",
@@ -87,8 +88,9 @@ Scenario = Callable[[dict[str, Any]], dict[str, Any] | None]
 """A request variant: takes a deep copy of the base request, returns the variant (or
 ``None`` after changing the copy in place)."""
 ADMM_MAX_ITERATIONS = 100
-"""The server's ADMM iteration cap (``vpp.admm.AdmmSettings.max_iterations``): the progress
-bar's length. A job's ``progress`` does not say it."""
+"""The default ADMM iteration cap (``vpp.admm.AdmmSettings.max_iterations``): the progress
+bar's length until the job's ``progress`` says the server's own (``max-iterations``: the
+request's ``max-iterations``, or the server's default)."""
 
 
 # =========================================================================================
@@ -274,6 +276,17 @@ class _Call:
     params: Mapping[str, str] | None = None
     payload: Any = None
     has_payload: bool = False
+    paged: bool = False
+    """A list route: the driver answers with a :class:`Page` (the body and the next cursor)."""
+
+
+class Page(list[dict[str, Any]]):
+    """One page of a list route: a list of its rows, and ``next``, the cursor of the next
+    page (the ``X-Next-Cursor`` header; ``None`` on the last page)."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]] = (), next: str | None = None) -> None:
+        super().__init__(rows)
+        self.next = next
 
 
 @dataclass(frozen=True)
@@ -311,22 +324,28 @@ def _request_kwargs(call: _Call) -> dict[str, Any]:
     return kwargs
 
 
-def _decode(response: httpx.Response) -> Any:
-    """The body of a 2xx response as JSON (``None`` if empty); a ``VppApiError`` otherwise."""
+def _decode(response: httpx.Response, paged: bool = False) -> Any:
+    """The body of a 2xx response as JSON (``None`` if empty; a :class:`Page` if ``paged``);
+    a ``VppApiError`` otherwise."""
     if not response.is_success:
         raise _api_error(response)
-    if response.status_code == 204 or not response.content:
+    if not paged and (response.status_code == 204 or not response.content):
         return None
     try:
-        return response.json()
+        body, is_json = response.json(), True
     except ValueError:
+        body, is_json = None, False
+    if not is_json or (paged and not isinstance(body, list)):
         raise VppApiError(
             response.status_code,
             "Invalid response",
-            f"expected JSON, got {response.text[:200]!r}",
+            f"expected {'a JSON list' if paged else 'JSON'}, got {response.text[:200]!r}",
             method=response.request.method,
             url=str(response.request.url),
-        ) from None
+        )
+    if paged:
+        return Page(body, response.headers.get("X-Next-Cursor"))
+    return body
 
 
 def _connection_error(err: httpx.TransportError, call: _Call, base_url: str) -> ApiConnectionError:
@@ -362,6 +381,38 @@ def _dumps(payload: Any) -> bytes:
 
 
 # -- simple operations --------------------------------------------------------------------
+def _list_params(limit: int | None = None, cursor: str | None = None, **filters: Any
+                 ) -> dict[str, str]:
+    """Query parameters of a list route: the filters that are set, in their wire names
+    (``created_after``: ``created-after``), datetimes as ISO 8601."""
+    params = {} if limit is None else {"limit": str(limit)}
+    if cursor is not None:
+        params["cursor"] = cursor
+    for key, value in filters.items():
+        if value is not None:
+            text = value.isoformat() if isinstance(value, datetime) else str(value)
+            params[key.replace("_", "-")] = text
+    return params
+
+
+def _op_page(path: str, params: Mapping[str, str]) -> _Op[Page]:
+    """One page of a list route."""
+    page: Page = yield _Call("GET", API_PREFIX + path, params, paged=True)
+    return page
+
+
+def _op_every(path: str, params: Mapping[str, str]) -> _Op[list[dict[str, Any]]]:
+    """Every row of a list route, following its cursors."""
+    rows: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        page = yield from _op_page(path, {**params} | ({"cursor": cursor} if cursor else {}))
+        rows.extend(page)
+        if page.next is None:
+            return rows
+        cursor = page.next
+
+
 def _op_call(call: _Call) -> _Op[Any]:
     return (yield call)
 
@@ -480,17 +531,15 @@ def _op_uftp_add_participant(
 
 
 def _op_uftp_messages(
-    message_type: str | None, conversation_id: str | None, direction: str | None, limit: int
-) -> _Op[list[dict[str, Any]]]:
-    params = {"limit": str(limit)}
-    for key, value in (
-        ("type", message_type),
-        ("conversation-id", conversation_id),
-        ("direction", direction),
-    ):
-        if value is not None:
-            params[key] = value
-    return (yield _get("/uftp/messages", params))
+    message_type: str | None,
+    conversation_id: str | None,
+    direction: str | None,
+    limit: int,
+    filters: Mapping[str, Any] | None = None,
+) -> _Op[Page]:
+    params = _list_params(limit, type=message_type, conversation_id=conversation_id,
+                          direction=direction, **(filters or {}))
+    return (yield from _op_page("/uftp/messages", params))
 
 
 def _op_uftp_d_prognosis(
@@ -669,7 +718,7 @@ class Client:
                 response = self._http.send(request)
             except httpx.TransportError as err:
                 raise _connection_error(err, effect, self.base_url) from err
-            return _decode(response)
+            return _decode(response, effect.paged)
         if isinstance(effect, _Sleep):
             self._sleep(effect.seconds)
             return None
@@ -708,8 +757,10 @@ class Client:
         """Store a site with its devices (each a named flex-model) and flex-context."""
         return self._run(_op_create_site(name, flex_model, flex_context, ean, congestion_point))
 
-    def sites(self) -> list[dict[str, Any]]:
-        return self._run(_op_call(_get("/sites")))
+    def sites(self, congestion_point: str | None = None) -> list[dict[str, Any]]:
+        """Every site you see (all pages), optionally only those behind a congestion
+        point."""
+        return self._run(_op_every("/sites", _list_params(congestion_point=congestion_point)))
 
     def site(self, site_id: int) -> dict[str, Any]:
         return self._run(_op_call(_get(f"/sites/{int(site_id)}")))
@@ -723,8 +774,12 @@ class Client:
         """A named set of your sites, optionally behind one congestion point."""
         return self._run(_op_create_portfolio(name, site_ids, congestion_point))
 
-    def portfolios(self) -> list[dict[str, Any]]:
-        return self._run(_op_call(_get("/portfolios")))
+    def portfolios(self, congestion_point: str | None = None) -> list[dict[str, Any]]:
+        """Every portfolio you see (all pages), optionally only those behind a congestion
+        point."""
+        return self._run(
+            _op_every("/portfolios", _list_params(congestion_point=congestion_point))
+        )
 
     def portfolio(self, portfolio_id: int) -> dict[str, Any]:
         return self._run(_op_call(_get(f"/portfolios/{int(portfolio_id)}")))
@@ -740,8 +795,9 @@ class Client:
         """A time series (prices, load, a forecast) with its unit and native resolution."""
         return self._run(_op_create_sensor(name, unit, resolution, site))
 
-    def sensors(self) -> list[dict[str, Any]]:
-        return self._run(_op_call(_get("/sensors")))
+    def sensors(self, site: int | None = None) -> list[dict[str, Any]]:
+        """Every sensor you see (all pages), optionally only those of ``site``."""
+        return self._run(_op_every("/sensors", _list_params(site=site)))
 
     def upload_series(
         self, sensor_id: int, series: pd.Series, resolution: str | timedelta | None = None
@@ -774,9 +830,22 @@ class Client:
         """The job's status, ``progress`` while it runs, ``result`` or ``error``."""
         return self._run(_op_call(_get(f"/scheduling-job/{job_id}")))
 
-    def jobs(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        params = {"limit": str(limit)} | ({"status": status} if status else {})
-        return self._run(_op_call(_get("/scheduling-jobs", params)))
+    def jobs(
+        self,
+        status: str | None = None,
+        limit: int = 100,
+        *,
+        kind: str | None = None,
+        portfolio: int | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of jobs, newest first, filtered; its ``next`` is the ``cursor`` of the
+        next page (``None`` on the last)."""
+        params = _list_params(limit, cursor, status=status, kind=kind, portfolio=portfolio,
+                              created_after=created_after, created_before=created_before)
+        return self._run(_op_page("/scheduling-jobs", params))
 
     def cancel(self, job_id: str) -> None:
         """Cancel a queued or running job (:class:`ConflictError` once it has an outcome)."""
@@ -873,9 +942,18 @@ class Client:
         conversation_id: str | None = None,
         direction: str | None = None,
         limit: int = 200,
-    ) -> list[dict[str, Any]]:
-        """Stored UFTP messages, newest first (``message_type`` e.g. ``"FlexOffer"``)."""
-        return self._run(_op_uftp_messages(message_type, conversation_id, direction, limit))
+        status: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of stored UFTP messages, newest first (``message_type`` e.g.
+        ``"FlexOffer"``); its ``next`` is the ``cursor`` of the next page."""
+        filters = {"status": status, "created_after": created_after,
+                   "created_before": created_before, "cursor": cursor}
+        return self._run(
+            _op_uftp_messages(message_type, conversation_id, direction, limit, filters)
+        )
 
     def flex_offers(self) -> list[dict[str, Any]]:
         return self._run(_op_call(_get("/uftp/flex-offers")))
@@ -953,7 +1031,7 @@ class AsyncClient:
                 response = await self._http.send(request)
             except httpx.TransportError as err:
                 raise _connection_error(err, effect, self.base_url) from err
-            return _decode(response)
+            return _decode(response, effect.paged)
         if isinstance(effect, _Sleep):
             await self._sleep(effect.seconds)
             return None
@@ -988,8 +1066,10 @@ class AsyncClient:
             _op_create_site(name, flex_model, flex_context, ean, congestion_point)
         )
 
-    async def sites(self) -> list[dict[str, Any]]:
-        return await self._run(_op_call(_get("/sites")))
+    async def sites(self, congestion_point: str | None = None) -> list[dict[str, Any]]:
+        """Every site you see (all pages), optionally only those behind a congestion
+        point."""
+        return await self._run(_op_every("/sites", _list_params(congestion_point=congestion_point)))
 
     async def site(self, site_id: int) -> dict[str, Any]:
         return await self._run(_op_call(_get(f"/sites/{int(site_id)}")))
@@ -1002,8 +1082,12 @@ class AsyncClient:
     ) -> dict[str, Any]:
         return await self._run(_op_create_portfolio(name, site_ids, congestion_point))
 
-    async def portfolios(self) -> list[dict[str, Any]]:
-        return await self._run(_op_call(_get("/portfolios")))
+    async def portfolios(self, congestion_point: str | None = None) -> list[dict[str, Any]]:
+        """Every portfolio you see (all pages), optionally only those behind a congestion
+        point."""
+        return await self._run(
+            _op_every("/portfolios", _list_params(congestion_point=congestion_point))
+        )
 
     async def portfolio(self, portfolio_id: int) -> dict[str, Any]:
         return await self._run(_op_call(_get(f"/portfolios/{int(portfolio_id)}")))
@@ -1017,8 +1101,9 @@ class AsyncClient:
     ) -> dict[str, Any]:
         return await self._run(_op_create_sensor(name, unit, resolution, site))
 
-    async def sensors(self) -> list[dict[str, Any]]:
-        return await self._run(_op_call(_get("/sensors")))
+    async def sensors(self, site: int | None = None) -> list[dict[str, Any]]:
+        """Every sensor you see (all pages), optionally only those of ``site``."""
+        return await self._run(_op_every("/sensors", _list_params(site=site)))
 
     async def upload_series(
         self, sensor_id: int, series: pd.Series, resolution: str | timedelta | None = None
@@ -1040,9 +1125,22 @@ class AsyncClient:
     async def job(self, job_id: str) -> dict[str, Any]:
         return await self._run(_op_call(_get(f"/scheduling-job/{job_id}")))
 
-    async def jobs(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        params = {"limit": str(limit)} | ({"status": status} if status else {})
-        return await self._run(_op_call(_get("/scheduling-jobs", params)))
+    async def jobs(
+        self,
+        status: str | None = None,
+        limit: int = 100,
+        *,
+        kind: str | None = None,
+        portfolio: int | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of jobs, newest first, filtered; its ``next`` is the ``cursor`` of the
+        next page (``None`` on the last)."""
+        params = _list_params(limit, cursor, status=status, kind=kind, portfolio=portfolio,
+                              created_after=created_after, created_before=created_before)
+        return await self._run(_op_page("/scheduling-jobs", params))
 
     async def cancel(self, job_id: str) -> None:
         await self._run(_op_cancel(job_id))
@@ -1125,9 +1223,18 @@ class AsyncClient:
         conversation_id: str | None = None,
         direction: str | None = None,
         limit: int = 200,
-    ) -> list[dict[str, Any]]:
-        """Stored UFTP messages, newest first (``message_type`` e.g. ``"FlexOffer"``)."""
-        return await self._run(_op_uftp_messages(message_type, conversation_id, direction, limit))
+        status: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of stored UFTP messages, newest first (``message_type`` e.g.
+        ``"FlexOffer"``); its ``next`` is the ``cursor`` of the next page."""
+        filters = {"status": status, "created_after": created_after,
+                   "created_before": created_before, "cursor": cursor}
+        return await self._run(
+            _op_uftp_messages(message_type, conversation_id, direction, limit, filters)
+        )
 
     async def flex_offers(self) -> list[dict[str, Any]]:
         return await self._run(_op_call(_get("/uftp/flex-offers")))
@@ -1192,9 +1299,15 @@ class _ProgressBar:
         self.progress: dict[str, Any] = {}
 
     def update(self, body: Mapping[str, Any]) -> None:
-        status = str(body.get("status"))
         if body.get("progress"):
             self.progress = dict(body["progress"])
+        cap = _entry(self.progress, "max-iterations")
+        if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0:
+            self.total = cap  # the server's cap for this job
+        phase = _entry(self.progress, "phase")
+        status = str(body.get("status"))
+        if phase and body.get("status") in ("queued", "running"):
+            status += f" {phase}"  # e.g. "running starting": actors are starting
         summary = (body.get("result") or {}).get("portfolio") or {}
         reported = _entry(self.progress, "iteration") or summary.get("iterations") or 0
         self.k = max(self.k, int(reported))
@@ -1216,6 +1329,7 @@ class _ProgressBar:
             ("s", _entry(progress, "dual-residual"), ".2e", ""),
             ("rho", _entry(progress, "rho"), ".2e", ""),
             ("cost", _entry(progress, "objective"), ".2f", " EUR"),
+            ("gap", _entry(progress, "certified-gap"), ".2e", ""),
         ]
         for name, value, spec, unit in parts:
             if isinstance(value, int | float) and not isinstance(value, bool):

@@ -85,6 +85,33 @@ def instants(result: dict[str, Any], count: int) -> list[str]:
     return [(start + k * step).isoformat() for k in range(count)]
 
 
+def clock(time: str) -> str:
+    """``time``'s wall-clock reading at its own offset, written as if it were UTC: the chart
+    draws these on a UTC scale, so it shows the request's (the site's) offset whatever the
+    browser's zone."""
+    return datetime.fromisoformat(time).replace(tzinfo=None).isoformat() + "Z"
+
+
+def zone_label(time: str) -> str:
+    """``UTC+01:00`` (``UTC`` at offset zero) for an ISO instant with offset."""
+    offset = datetime.fromisoformat(time).utcoffset()
+    if not offset:
+        return "UTC"
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def time_axis_title(times: list[str]) -> str:
+    """The span with dates and the zone: ``Mon 02 Mar 2026 00:00 – Tue 03 Mar 2026 00:00
+    (UTC+01:00)``."""
+    if not times:
+        return ""
+    first, last = (datetime.fromisoformat(t) for t in (times[0], times[-1]))
+    shown = "%a %d %b %Y %H:%M"
+    return f"{first.strftime(shown)} – {last.strftime(shown)} ({zone_label(times[0])})"
+
+
 def _number(value: Any) -> float | None:
     """A finite float, or ``None`` (JSON has no infinity; Vega-Lite breaks lines at nulls)."""
     if value is None:
@@ -99,11 +126,21 @@ def _step_rows(
     """One row per step at the step's start, and a closing row at the end of the horizon
     repeating the last value, so a ``step-after`` line draws the last step too."""
     rows = [
-        {"panel": panel, "series": series, "time": times[k], "step": k, "value": _number(v)}
+        {
+            "panel": panel,
+            "series": series,
+            "time": times[k],
+            "clock": clock(times[k]),
+            "step": k,
+            "value": _number(v),
+        }
         for k, v in enumerate(values)
     ]
     if values:
-        rows.append(rows[-1] | {"time": times[len(values)], "step": len(values), "closing": True})
+        end = times[len(values)]
+        rows.append(
+            rows[-1] | {"time": end, "clock": clock(end), "step": len(values), "closing": True}
+        )
     return rows
 
 
@@ -112,7 +149,14 @@ def _instant_rows(
 ) -> list[dict[str, Any]]:
     """One row per instant (SoC: ``steps + 1`` values, the first at ``start``)."""
     return [
-        {"panel": panel, "series": series, "time": times[k], "step": k, "value": _number(v)}
+        {
+            "panel": panel,
+            "series": series,
+            "time": times[k],
+            "clock": clock(times[k]),
+            "step": k,
+            "value": _number(v),
+        }
         for k, v in enumerate(values)
     ]
 
@@ -132,7 +176,9 @@ def _colour(domain: list[str], colours: dict[str, str]) -> dict[str, Any]:
     }
 
 
-# 24-hour clock, the date at midnight (Vega time multi-format); Vega draws local time.
+# 24-hour clock, the date at midnight (Vega time multi-format), formatted as UTC: the x field
+# is ``clock`` (the wall clock at the request's offset, written as UTC), so the axis shows the
+# site's times and dates whatever the browser's zone.
 TIME_FORMAT = {
     "year": "%Y",
     "month": "%b %Y",
@@ -144,12 +190,13 @@ TIME_FORMAT = {
 }
 
 
-def _x() -> dict[str, Any]:
+def _x(title: str) -> dict[str, Any]:
     return {
-        "field": "time",
+        "field": "clock",
         "type": "temporal",
-        "title": None,
-        "axis": {"format": TIME_FORMAT, "labelOverlap": True},
+        "title": title or None,
+        "scale": {"type": "utc"},
+        "axis": {"format": TIME_FORMAT, "labelOverlap": True},  # utc scale: utcFormat
     }
 
 
@@ -163,6 +210,7 @@ def _panel(
     title: str,
     y_title: str,
     layers: list[dict[str, Any]],
+    x_title: str,
 ) -> dict[str, Any]:
     return {
         "title": {"text": title, "anchor": "start", "fontSize": 13},
@@ -172,7 +220,7 @@ def _panel(
         "layer": [
             _zero_rule(),  # first: beneath the lines
             *(
-                {**layer, "encoding": {"x": _x(), "y": _y(y_title), **layer["encoding"]}}
+                {**layer, "encoding": {"x": _x(x_title), "y": _y(y_title), **layer["encoding"]}}
                 for layer in layers
             ),
         ],
@@ -263,6 +311,7 @@ def _site_spec(result: dict[str, Any]) -> dict[str, Any]:
             "Power per device and site (kW, consumption positive)",
             "power (kW)",
             [_line("step-after", _colour(power_domain, colours), width=width)],
+            time_axis_title(times),
         )
     ]
     with_soc = [(n, d) for n, d in zip(names, devices, strict=True) if d.get("soc")]
@@ -276,12 +325,14 @@ def _site_spec(result: dict[str, Any]) -> dict[str, Any]:
                 "State of charge (kWh)",
                 "state of charge (kWh)",
                 [_line("linear", _colour(soc_domain, colours))],
+                time_axis_title(times),
             )
         )
     cost = result.get("cost", {})
     subtitle = (
         f"{result['start']} · {result.get('duration', '')} at {result['resolution']} · "
-        f"cost {cost.get('value', 0):.2f} {cost.get('unit', 'EUR')} · times in local time"
+        f"cost {cost.get('value', 0):.2f} {cost.get('unit', 'EUR')} · "
+        f"times in {zone_label(result['start'])} (the request's offset)"
     )
     return _base(f"Site schedule: {len(devices)} device(s)", subtitle, rows, panels)
 
@@ -342,6 +393,7 @@ def _portfolio_spec(result: dict[str, Any], request: dict[str, Any]) -> dict[str
             f"Portfolio power and {kind} target (kW, consumption positive)",
             "power (kW)",
             [_line("step-after", _colour(domain, colours), width=2.5, dash=dash)],
+            time_axis_title(times),
         )
     ]
     sites = result["sites"]
@@ -356,6 +408,7 @@ def _portfolio_spec(result: dict[str, Any], request: dict[str, Any]) -> dict[str
                 "Power per site (kW, consumption positive)",
                 "power (kW)",
                 [_line("step-after", _colour(site_ids, site_colours), width=1.5)],
+                time_axis_title(times),
             )
         )
     info = result["portfolio"]
@@ -363,7 +416,8 @@ def _portfolio_spec(result: dict[str, Any], request: dict[str, Any]) -> dict[str
     subtitle = (
         f"{result['start']} · {result.get('duration', '')} at {result['resolution']} · "
         f"cost {cost.get('value', 0):.2f} {cost.get('unit', 'EUR')} · "
-        f"target violation {info.get('target-violation-kw', 0):.3g} kW · times in local time"
+        f"target violation {info.get('target-violation-kw', 0):.3g} kW · "
+        f"times in {zone_label(result['start'])} (the request's offset)"
         f"{unreadable}"
     )
     return _base(f"Portfolio schedule: {len(sites)} site(s)", subtitle, rows, panels)

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 
+from api import pages
 from api.deps import CallerDep, OperatorDep, SessionDep
-from api.fields import is_id, reject_nul
+from api.fields import Id, is_id, reject_nul
 from api.limits import check_job, check_portfolio_sites
 from api.references import expand_sensors, expand_site, visible_site
 from api.uftp.flex import add_commitments
@@ -67,6 +69,7 @@ def _accept(
     session: Any,
     kind: str,
     body: dict[str, Any],
+    portfolio: Portfolio | None = None,
 ) -> JobAccepted:
     reject_nul(body)  # PostgreSQL's jsonb refuses U+0000
     job = repo.create_job(
@@ -74,6 +77,7 @@ def _accept(
         kind,
         body,
         account=session.get(repo.Account, caller.account_id),
+        portfolio=portfolio,  # the job list filters by it (?portfolio=)
         trace_context=inject(),  # the job's spans continue this request's trace
     )
     job_id = job.id
@@ -137,12 +141,12 @@ def post_portfolio(
         points = {p for p in [stored.congestion_point, *(s.congestion_point for s in stored.sites)]
                   if p}
     else:
-        points = set()
+        stored, points = None, set()
     check_job(raw)  # a stored portfolio's sites and devices count too
     raw = add_commitments(session, list(caller.visible), raw, points)  # accepted FlexOrders
     expanded = expand_sensors(session, caller, raw)
     validate_portfolio(expanded)
-    return _accept(request, response, caller, session, "portfolio", expanded)
+    return _accept(request, response, caller, session, "portfolio", expanded, stored)
 
 
 def _site_body(session: Any, caller: Any, site_id: int) -> dict[str, Any]:
@@ -176,6 +180,8 @@ def get_job(job_id: str, caller: CallerDep, session: SessionDep) -> dict[str, An
     }
     if job.progress:
         body["progress"] = job.progress
+    elif job.kind == "portfolio" and job.status == "queued":
+        body["progress"] = {"phase": "queued"}  # the phases: store.jobs.PHASES
     if job.status == "finished":
         body["result"] = job.result
     if job.status == "failed":
@@ -196,15 +202,56 @@ def delete_job(job_id: str, caller: OperatorDep, session: SessionDep) -> Respons
 JobStatus = Literal["queued", "running", "finished", "failed", "cancelled"]
 
 
+JobKind = Literal["storage", "shifting", "portfolio"]
+
+
 @router.get("/scheduling-jobs")
 def list_jobs(
+    request: Request,
+    response: Response,
     caller: CallerDep,
     session: SessionDep,
     status: JobStatus | None = None,
-    limit: Annotated[int, Query(ge=1, description="at most 1000 are returned")] = 100,
+    kind: JobKind | None = None,
+    portfolio: Annotated[Id | None, Query(description="jobs of a stored portfolio")] = None,
+    created_after: Annotated[AwareDatetime | None, Query(alias="created-after")] = None,
+    created_before: Annotated[AwareDatetime | None, Query(alias="created-before")] = None,
+    cursor: pages.Cursor = None,
+    limit: pages.Limit = 100,
 ) -> list[dict[str, Any]]:
-    jobs = repo.list_jobs(session, list(caller.visible), status=status, limit=min(limit, 1000))
+    """Jobs newest first, a page at a time: the next page's cursor is in the ``Link`` and
+    ``X-Next-Cursor`` headers (absent on the last page). Filters: ``status``, ``kind``,
+    ``portfolio``, ``created-after`` (inclusive), ``created-before`` (exclusive)."""
+    pages.check_range(created_after, created_before, ("created-after", "created-before"))
+    key = pages.decode("scheduling-jobs", cursor, (datetime, str))
+    limit = min(limit, pages.MAX_LIMIT)
+    jobs = repo.list_jobs(
+        session,
+        list(caller.visible),
+        status=status,
+        limit=limit + 1,  # one more: is there a next page?
+        kind=kind,
+        portfolio_id=portfolio,
+        created_after=created_after,
+        created_before=created_before,
+        after=(key[0], key[1]) if key is not None else None,
+    )
+    more, jobs = len(jobs) > limit, jobs[:limit]
+    last = jobs[-1] if more else None
+    pages.link_next(
+        request,
+        response,
+        pages.encode("scheduling-jobs", [last.created_at.isoformat(), last.id]) if last else None,
+        limit,
+    )
     return [
-        {"job": j.id, "kind": j.kind, "status": j.status, "created": j.created_at.isoformat()}
+        {
+            "job": j.id,
+            "kind": j.kind,
+            "status": j.status,
+            "created": j.created_at.isoformat(),
+            "started": j.started_at.isoformat() if j.started_at else None,
+            "finished": j.finished_at.isoformat() if j.finished_at else None,
+        }
         for j in jobs
     ]

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import AfterValidator, AwareDatetime, Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
+from api import pages
 from api.deps import Caller, CallerDep, OperatorDep, SessionDep
 from api.fields import Id, IdPath, Label, Name, Resolution, Short, no_nul, reject_nul
 from api.limits import check_portfolio_sites, check_sensor_read, check_site_devices
@@ -133,9 +134,43 @@ def replace_site(
     return site_json(site)
 
 
+CongestionPoint = Annotated[
+    Annotated[str, AfterValidator(no_nul)] | None,
+    Query(alias="congestion-point", min_length=1, max_length=255),
+]
+
+
+def _id_page(
+    name: str,
+    request: Request,
+    response: Response,
+    rows: list[Any],
+    limit: int,
+) -> list[Any]:
+    """The first ``limit`` of ``rows`` (fetched with one more), the next page linked."""
+    more, rows = len(rows) > limit, rows[:limit]
+    cursor = pages.encode(name, [rows[-1].id]) if more else None
+    pages.link_next(request, response, cursor, limit)
+    return rows
+
+
 @router.get("/sites")
-def list_sites(caller: CallerDep, session: SessionDep) -> list[dict[str, Any]]:
-    return [site_json(s) for s in repo.list_sites(session, caller.visible)]
+def list_sites(
+    request: Request,
+    response: Response,
+    caller: CallerDep,
+    session: SessionDep,
+    congestion_point: CongestionPoint = None,
+    cursor: pages.Cursor = None,
+    limit: pages.Limit = 100,
+) -> list[dict[str, Any]]:
+    """Sites by id, a page at a time (next page: ``Link`` / ``X-Next-Cursor`` headers);
+    filter: ``congestion-point``."""
+    key = pages.decode("sites", cursor, (int,))
+    limit = min(limit, pages.MAX_LIMIT)
+    rows = repo.list_sites(session, caller.visible, after_id=key[0] if key else None,
+                           limit=limit + 1, congestion_point=congestion_point)
+    return [site_json(s) for s in _id_page("sites", request, response, rows, limit)]
 
 
 @router.get("/sites/{site_id}")
@@ -186,8 +221,22 @@ def create_portfolio(body: PortfolioIn, caller: OperatorDep, session: SessionDep
 
 
 @router.get("/portfolios")
-def list_portfolios(caller: CallerDep, session: SessionDep) -> list[dict[str, Any]]:
-    return [portfolio_json(p) for p in repo.list_portfolios(session, caller.visible)]
+def list_portfolios(
+    request: Request,
+    response: Response,
+    caller: CallerDep,
+    session: SessionDep,
+    congestion_point: CongestionPoint = None,
+    cursor: pages.Cursor = None,
+    limit: pages.Limit = 100,
+) -> list[dict[str, Any]]:
+    """Portfolios by id, a page at a time (next page: ``Link`` / ``X-Next-Cursor``
+    headers); filter: ``congestion-point``."""
+    key = pages.decode("portfolios", cursor, (int,))
+    limit = min(limit, pages.MAX_LIMIT)
+    rows = repo.list_portfolios(session, caller.visible, after_id=key[0] if key else None,
+                                limit=limit + 1, congestion_point=congestion_point)
+    return [portfolio_json(p) for p in _id_page("portfolios", request, response, rows, limit)]
 
 
 @router.get("/portfolios/{portfolio_id}")
@@ -255,8 +304,22 @@ def _check_unit(unit: str) -> None:
 
 
 @router.get("/sensors")
-def list_sensors(caller: CallerDep, session: SessionDep) -> list[dict[str, Any]]:
-    return [sensor_json(s) for s in repo.list_sensors(session, caller.visible)]
+def list_sensors(
+    request: Request,
+    response: Response,
+    caller: CallerDep,
+    session: SessionDep,
+    site: Annotated[Id | None, Query(description="only the sensors of this site")] = None,
+    cursor: pages.Cursor = None,
+    limit: pages.Limit = 100,
+) -> list[dict[str, Any]]:
+    """Sensors by id, a page at a time (next page: ``Link`` / ``X-Next-Cursor`` headers);
+    filter: ``site``."""
+    key = pages.decode("sensors", cursor, (int,))
+    limit = min(limit, pages.MAX_LIMIT)
+    rows = repo.list_sensors(session, caller.visible, after_id=key[0] if key else None,
+                             limit=limit + 1, site_id=site)
+    return [sensor_json(s) for s in _id_page("sensors", request, response, rows, limit)]
 
 
 @router.post("/sensors/{sensor_id}/data")

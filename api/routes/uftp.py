@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 import pandas as pd
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, Field, field_validator
 from shapeshifter_uftp.uftp import (
     AgrPortfolioQuery,
     AgrPortfolioUpdate,
@@ -34,6 +34,7 @@ from shapeshifter_uftp.uftp import (
 )
 from sqlalchemy.orm import Session
 
+from api import pages
 from api.deps import AdminDep, Caller, SessionDep
 from api.fields import Id, IdPath, Label, no_nul
 from api.references import visible_sensor, visible_site
@@ -206,20 +207,35 @@ MessageStatus = Literal[
 
 @admin.get("/messages")
 def list_messages(
+    request: Request,
+    response: Response,
     caller: AdminDep,
     session: SessionDep,
     type: Annotated[Clean | None, Query(max_length=64)] = None,
     conversation_id: Annotated[Clean | None, Query(alias="conversation-id", max_length=36)] = None,
     direction: Literal["in", "out"] | None = None,
     status: MessageStatus | None = None,
-    limit: Annotated[int, Query(ge=1, description="at most 1000 are returned")] = 200,
+    created_after: Annotated[AwareDatetime | None, Query(alias="created-after")] = None,
+    created_before: Annotated[AwareDatetime | None, Query(alias="created-before")] = None,
+    cursor: pages.Cursor = None,
+    limit: pages.Limit = 200,
 ) -> list[dict[str, Any]]:
-    """Stored messages of your account's peers, newest first
-    (``?type=&conversation-id=&direction=&status=``); a platform admin sees every message,
-    also those of unknown senders."""
+    """Stored messages of your account's peers, newest first, a page at a time (next page:
+    ``Link`` / ``X-Next-Cursor`` headers; filters ``?type=&conversation-id=&direction=
+    &status=&created-after=&created-before=``); a platform admin sees every message, also
+    those of unknown senders."""
+    pages.check_range(created_after, created_before, ("created-after", "created-before"))
+    key = pages.decode("uftp-messages", cursor, (int,))
+    limit = min(limit, pages.MAX_LIMIT)
     rows = store.list_messages(session, message_type=type, conversation_id=conversation_id,
                                direction=direction, status=status,
-                               account_ids=caller.platform_scope, limit=min(limit, 1000))
+                               account_ids=caller.platform_scope, limit=limit + 1,
+                               before_id=key[0] if key else None,
+                               created_after=created_after, created_before=created_before)
+    more, rows = len(rows) > limit, rows[:limit]
+    pages.link_next(
+        request, response, pages.encode("uftp-messages", [rows[-1].id]) if more else None, limit
+    )
     return [message_json(m) for m in rows]
 
 

@@ -10,6 +10,11 @@
   var parts = window.location.pathname.split("/").filter(Boolean);
   var jobId = decodeURIComponent(parts[parts.length - 1] || "");
   var token = new URLSearchParams(window.location.hash.slice(1)).get("token");
+  // Read once, then dropped from the address bar and the history entry (no token left to
+  // copy, bookmark or find in the history); polling keeps it in this closure only.
+  if (window.location.hash) {
+    window.history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
   // Relative to /ui/jobs/<id>: works behind a path prefix too.
   var chartUrl = "../../api/v1/scheduling-job/" + encodeURIComponent(jobId) + "/chart";
 
