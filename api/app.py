@@ -84,6 +84,7 @@ def create_app(database_url: str, dispatcher: Dispatcher | None = None) -> FastA
     app.include_router(docs.router)
     app.include_router(gopacs_routes.router)
     uftp_routes.install(app)  # the UFTP endpoint, its admin API and its worker thread
+    problems.document(app)  # the spec: bearer scheme, problem+json error responses
 
     @app.middleware("http")
     async def trace_requests(request: Request, call_next: Any) -> Response:

@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from store import repository as repo
@@ -48,7 +49,17 @@ class Caller:
         return None if self.platform_admin else list(self.visible)
 
 
-def get_caller(request: Request, session: SessionDep) -> Caller:
+# declares the ``bearer`` security scheme in the OpenAPI spec (Swagger's Authorize) and each
+# route's security; the header itself is checked below, so that a missing or bad token gets
+# our 401 problem+json (auto_error=False: this never answers by itself)
+bearer = HTTPBearer(auto_error=False, description="an API token: `Authorization: Bearer <token>`")
+
+
+def get_caller(
+    request: Request,
+    session: SessionDep,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
+) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:

@@ -49,6 +49,18 @@ def _field(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     return loc[1:] if loc[:1] and loc[0] in _LOCATIONS and len(loc) > 1 else loc
 
 
+def _allowed(request: Request) -> list[str]:
+    from starlette.routing import Match, Route
+
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches({**request.scope, "method": "__none__"})
+            if match != Match.NONE:
+                methods |= route.methods
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     from api.limits import BodyLimit
 
@@ -92,6 +104,8 @@ def install(app: FastAPI) -> None:
         )
         for key, value in (err.headers or {}).items():
             response.headers[key] = value
+        if err.status_code == 405:  # every method of this path, not only the first route's
+            response.headers["Allow"] = ", ".join(_allowed(request))
         return response
 
     @app.exception_handler(Exception)
@@ -103,3 +117,90 @@ def install(app: FastAPI) -> None:
             "the server could not complete the request; it has been logged",
             request,
         )
+
+
+# -- the spec: what these handlers send, documented ------------------------------------------
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 7807 problem details; a 422 also lists each invalid field in `errors`",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+    "additionalProperties": True,
+}
+
+_DESCRIPTIONS = {
+    400: "the body could not be parsed",
+    401: "no bearer token, or an unknown or revoked one",
+    403: "your role may not do this",
+    404: "no such thing in the accounts you see",
+    409: "conflicts with what is stored",
+    413: "the body is over the size limit",
+    422: "invalid request; `errors` names each field",
+    500: "unexpected; logged, nothing internal revealed",
+    503: "not available: UFTP is not configured (VPP_UFTP_DOMAIN, VPP_UFTP_SIGNING_KEY)",
+}
+
+
+def _problem_response(status: int) -> dict[str, Any]:
+    return {
+        "description": _DESCRIPTIONS.get(status, "problem"),
+        "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+def document(app: FastAPI) -> None:
+    """Post-process the app's OpenAPI spec: the ``Problem`` schema, and problem+json for the
+    error statuses these handlers send (FastAPI's default ``HTTPValidationError`` 422 is
+    replaced: :func:`install` renders validation errors as problem+json)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = generate()
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        schemas["Problem"] = PROBLEM_SCHEMA
+        for path, item in spec.get("paths", {}).items():
+            for method, op in item.items():
+                if not isinstance(op, dict) or "responses" not in op:
+                    continue
+                statuses = {413, 422, 500}  # the body limit, parsing, and the unexpected
+                if "requestBody" in op:
+                    statuses.add(400)  # a body that is not JSON at all (FastAPI's own)
+                if path.startswith(("/shapeshifter/", "/api/v1/uftp/")):
+                    statuses.add(503)  # UFTP is not configured on this server
+                if op.get("security"):
+                    statuses |= {401, 403, 404}  # roles; ids in paths, bodies, queries
+                    if method in ("post", "put", "delete"):
+                        statuses.add(409)
+                for status in statuses:
+                    existing = op["responses"].get(str(status))
+                    if existing is None or status == 422:
+                        op["responses"][str(status)] = _problem_response(status)
+                    else:  # a route's own description stays; the body is a Problem
+                        existing.setdefault("content", {})
+                        existing["content"] = _problem_response(status)["content"]
+                for code, response in op["responses"].items():  # e.g. /ready's 503
+                    if code[:1] in "45" and "content" not in response:
+                        response["content"] = _problem_response(int(code))["content"]
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]

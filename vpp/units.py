@@ -14,6 +14,7 @@ fraction  1 (dimensionless)   "95%", "0.95", 0.95
 
 from __future__ import annotations
 
+import tokenize
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -49,6 +50,8 @@ _UNREADABLE: tuple[type[Exception], ...] = (
     # pint's expression parser asserts on a dangling operator ("*", "kW*", "5 kW**", ">")
     # and divides by a literal zero ("1/0"): both are unreadable input, not bugs of ours
     AssertionError,
+    # an unbalanced bracket ("{", "kW(") ends pint's tokenizer early
+    tokenize.TokenError,
     ZeroDivisionError,
 )
 
