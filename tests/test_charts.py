@@ -570,26 +570,36 @@ def live_job(live_app: tuple[str, str]) -> tuple[str, str, str]:
     return base, token, job_id
 
 
-def chromium(url: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1200,900",
+)
+"""Headless Chromium as every page test runs it: no network of its own beyond the page."""
+
+
+def chromium(
+    url: str, profile: Path, *args: str, budget_ms: int = 10_000, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Chromium run once on ``url`` (``args``: what to do, e.g. ``--dump-dom``), its console
+    logged to stderr; ``budget_ms`` of virtual time for the page's scripts."""
     command = [
         str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        *CHROMIUM_FLAGS,
         f"--user-data-dir={profile}",
-        "--virtual-time-budget=10000",
-        "--window-size=1200,900",
+        f"--virtual-time-budget={budget_ms}",
         "--enable-logging=stderr",
         "--v=0",
         *args,
         url,
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -657,18 +667,10 @@ class DevTools:
 
         command = [
             str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *CHROMIUM_FLAGS,
             f"--user-data-dir={profile}",
             "--remote-debugging-address=127.0.0.1",
             "--remote-debugging-port=0",
-            "--window-size=1200,900",
             "about:blank",
         ]
         self.process = subprocess.Popen(

@@ -17,12 +17,12 @@ from urllib.parse import urljoin
 
 import pytest
 from fastapi.testclient import TestClient
+from test_charts import CHROMIUM, chromium, console_lines
 
 from api.app import create_app
 from api.docs import REDOC_HEADERS, SWAGGER_UI_HEADERS
 from api.routes.charts import PAGE_HEADERS, STATIC_DIR
 
-CHROMIUM = Path("/usr/bin/chromium")
 PAGES = {"/docs": "swagger-ui", "/redoc": "redoc"}
 # {file: (package, version)} as named in api/static/vendor/README.md and the pages' comments
 VENDORED = {
@@ -143,33 +143,14 @@ def live(app: Any) -> Iterator[str]:
 def offline_chromium(url: str, profile: Path) -> subprocess.CompletedProcess[str]:
     """The DOM of ``url`` after load, as a Chromium sees it that resolves no other host (a
     CDN reference would fail, and log to the console)."""
-    command = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=15000",
-        "--window-size=1200,900",
-        "--enable-logging=stderr",
-        "--v=0",
-        "--dump-dom",
+    return chromium(
         url,
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
-
-
-def console_lines(stderr: str) -> list[str]:
-    """What the page wrote to its console (or threw), CSP violations included."""
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+        profile,
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--dump-dom",
+        budget_ms=15_000,
+        timeout=180,
+    )
 
 
 @needs_chromium
