@@ -6,6 +6,7 @@ deterministic price curve so tests need not import this module.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -126,3 +127,30 @@ def wait_until_healthy(base: str, seconds: float) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError(f"{base} did not become healthy within {seconds} s")
+
+
+@contextlib.contextmanager
+def served(app: Any, lifespan: str = "off") -> Iterator[str]:
+    """``app`` on uvicorn at 127.0.0.1:<free port> in a thread, while the block runs: its
+    base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

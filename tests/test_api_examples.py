@@ -6,9 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +17,7 @@ from typing import Any
 
 import pytest
 import uftp_peer as peer
+from conftest import served
 
 from api.app import create_app
 from api.uftp import protocol
@@ -111,8 +110,6 @@ def seed_offer(app: Any) -> None:
 def live_api(tmp_path: Path) -> Iterator[tuple[str, str, Any]]:
     """The app (jobs run in-process) on uvicorn at 127.0.0.1:<free port>, UFTP configured:
     (base URL, admin token, app)."""
-    import uvicorn
-
     agr_private, _ = peer.keypair()
     with peer.environment(
         VPP_UFTP_DOMAIN="agr.example.com", VPP_UFTP_SIGNING_KEY=agr_private, VPP_UFTP_RETRY_MAX="1"
@@ -121,21 +118,10 @@ def live_api(tmp_path: Path) -> Iterator[tuple[str, str, Any]]:
         with app.state.sessions.begin() as session:
             _, token = repo.ensure_admin(session)
         assert token is not None
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
         try:
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}", token, app
+            with served(app, lifespan="on") as base:
+                yield base, token, app
         finally:
-            server.should_exit = True
-            thread.join(timeout=10)
-            sock.close()
             app.state.uftp_worker.stop()
             app.state.sessions.kw["bind"].dispose()
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -17,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import served
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -533,27 +532,11 @@ needs_chromium = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """The app on uvicorn at 127.0.0.1:<free port> in a thread: (base URL, admin token)."""
-    import uvicorn
-
     db = tmp_path_factory.mktemp("live") / "vpp.db"
     app = create_app(f"sqlite:///{db}")
     token = admin_token(app)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", token
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with served(app) as base:
+        yield base, token
 
 
 @pytest.fixture(scope="module")

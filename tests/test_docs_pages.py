@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
 import pytest
+from conftest import served
 from fastapi.testclient import TestClient
 from test_charts import CHROMIUM, chromium, console_lines
 
@@ -120,24 +118,8 @@ needs_chromium = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def live(app: Any) -> Iterator[str]:
     """The app on uvicorn at 127.0.0.1:<free port> in a thread: its base URL."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with served(app) as base:
+        yield base
 
 
 def offline_chromium(url: str, profile: Path) -> subprocess.CompletedProcess[str]:
