@@ -167,6 +167,7 @@ class Coordinator:
                 # coordinator that dies mid-run leaves its checkpoint for the retry
                 self._drop_checkpoint(job_id)
                 raise
+            else:
                 self._set(job_id, phase="finalising")
             finally:
                 pool.shutdown()

@@ -8,11 +8,12 @@ caller's mistake and gets a 422 naming the field, not the database's 500.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Any, Final
 
 from fastapi import Path
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
 
 from vpp.errors import RequestValidationError
 
@@ -92,3 +93,20 @@ def reject_nul(value: Any, path: str = "") -> None:
     found = nul_path(value, path)
     if found is not None:
         raise RequestValidationError.single(found, NUL_MESSAGE)
+
+
+_ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def iso_datetime_text(value: Any) -> Any:
+    """Only ISO 8601 text is a time here: pydantic would also read ``0.5`` as a Unix time,
+    which the spec (``format: date-time``) does not promise and a caller never means."""
+    if isinstance(value, str) and not _ISO_DATETIME.match(value):
+        raise ValueError(
+            "must be an ISO 8601 date-time with an offset, e.g. 2026-03-02T00:00:00+01:00"
+        )
+    return value
+
+
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(iso_datetime_text)]
+"""A timezone-aware ISO 8601 date-time in a query (a number is refused)."""

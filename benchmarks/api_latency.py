@@ -1,13 +1,13 @@
 """REST API latency: submit -> result for 96-step battery jobs, and requests/s under load.
 
     python benchmarks/api_latency.py [--jobs 60] [--concurrency 8] [--seconds 15]
-                                     [--write docs/benchmarks.md]
+                                     [--poll 0.005] [--write docs/benchmarks.md]
 
 Starts a local Ray (2 CPUs), deploys the API with Serve on 127.0.0.1 (a free port) over a
 fresh SQLite database, then measures
 
 1. sequential jobs: POST /scheduling-job/storage, then GET until finished (polling every
-   5 ms): p50/p95/max of submit -> result;
+   5 ms, or as ``--poll`` says): p50/p95/max of submit -> result;
 2. bounded concurrent load: ``--concurrency`` clients each submitting and polling jobs for
    ``--seconds`` (or at most 40 jobs each): finished jobs/s and their latency percentiles;
 3. a trivial route (GET /api/v1/health): p50, the floor Serve itself sets.
@@ -32,6 +32,8 @@ from typing import Any
 import httpx
 import numpy as np
 from report import write_section  # benchmarks/report.py: run as python benchmarks/<script>.py
+
+from api.serve import MAX_ONGOING_REQUESTS
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST = json.loads((ROOT / "docs" / "examples" / "battery.json").read_text())
@@ -71,17 +73,24 @@ def start(port: int, directory: Path) -> str:
     return base
 
 
+POLL = {"first": 0.005, "max": 0.005}
+"""How a client waits: the first GET after ``first`` seconds, doubling up to ``max``
+(``--poll``; vpp's Python client waits 0.05 s doubling to 1 s)."""
+
+
 def one_job(client: httpx.Client) -> float:
     """Seconds from submitting a job to reading its finished result."""
     started = time.perf_counter()
     job = client.post("/api/v1/scheduling-job/storage", json=REQUEST).json()["job"]
+    interval = POLL["first"]
     while True:
+        time.sleep(interval)
         body = client.get(f"/api/v1/scheduling-job/{job}").json()
         if body["status"] == "finished":
             return time.perf_counter() - started
         if body["status"] in ("failed", "cancelled"):
             raise RuntimeError(f"job {job} ended {body['status']}")
-        time.sleep(0.005)
+        interval = min(interval * 2, POLL["max"])
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -132,6 +141,13 @@ def trivial(base: str, n: int = 200) -> float:
     return statistics.median(times) * 1000
 
 
+def _polling() -> str:
+    if POLL["first"] == POLL["max"]:
+        return f"Each client polls GET every {POLL['first'] * 1000:g} ms."
+    return (f"Each client polls GET after {POLL['first'] * 1000:g} ms, doubling up to "
+            f"{POLL['max'] * 1000:g} ms.")
+
+
 def report(seq: dict[str, float], load: dict[str, float], floor: float, args: Any) -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in
                 Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line), "?")
@@ -139,10 +155,12 @@ def report(seq: dict[str, float], load: dict[str, float], floor: float, args: An
     return "\n".join([
         SECTION, "",
         f"Command: `python benchmarks/api_latency.py --jobs {args.jobs} --concurrency "
-        f"{args.concurrency} --seconds {args.seconds:g} --write docs/benchmarks.md`", "",
+        f"{args.concurrency} --seconds {args.seconds:g} --poll {args.poll} "
+        "--write docs/benchmarks.md`", "",
         f"Machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}; local "
-        "Ray (2 CPUs), Serve on 127.0.0.1, SQLite; one API replica, one job runner actor "
-        "with two worker threads. Client polls GET every 5 ms.", "",
+        "Ray (2 CPUs), Serve on 127.0.0.1, SQLite; one API replica taking up to "
+        f"{MAX_ONGOING_REQUESTS} requests at once, one job runner actor with "
+        f"{os.environ.get('VPP_RUNNER_WORKERS', '4')} worker threads. {_polling()}", "",
         "| measurement | p50 ms | p95 ms | max ms | n | other |",
         "| --- | --: | --: | --: | --: | --- |",
         f"| submit -> result, 96-step battery, sequential | {seq['p50']:.1f} | {seq['p95']:.1f}"
@@ -160,8 +178,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=60)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--poll", default="0.005",
+                        help="seconds between GETs: one number (fixed) or FIRST:MAX "
+                             "(doubling), e.g. 0.05:1 as vpp's Python client")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
+    first, _, most = args.poll.partition(":")
+    POLL.update(first=float(first), max=float(most or first))
     with tempfile.TemporaryDirectory() as directory:
         base = start(free_port(), Path(directory))
         try:

@@ -57,7 +57,7 @@ def run_site_job(
         site = repo.upsert_site(
             session, account, site_name, request.get("flex-context", {}), site_devices(request)
         )
-        job = repo.create_job(session, "storage", request, account=account)
+        job = repo.create_job(session, "storage", request, account=account, site=site)
         repo.set_job_status(session, job.id, "running")
         job_id, site_id = job.id, site.id
     try:

@@ -41,6 +41,7 @@ from store.tables import (
     Site,
     TimedValue,
     User,
+    portfolio_sites,
     utcnow,
 )
 
@@ -594,8 +595,10 @@ def create_job(
     account: Account | None = None,
     portfolio: Portfolio | None = None,
     trace_context: Mapping[str, str] | None = None,
+    site: Site | None = None,
 ) -> SchedulingJob:
-    """A new ``queued`` job with a random UUID id (optionally about ``portfolio``);
+    """A new ``queued`` job with a random UUID id (optionally about ``portfolio``, or about
+    the stored ``site`` a single-site job schedules);
     ``trace_context``: the W3C carrier of the request that queued it (its spans join that
     trace, see :func:`vpp.telemetry.inject`), stored only when not empty."""
     _check_choice("job kind", kind, JOB_KINDS)
@@ -603,6 +606,7 @@ def create_job(
         id=str(uuid.uuid4()),
         account_id=account.id if account is not None else None,
         portfolio_id=portfolio.id if portfolio is not None else None,
+        site_id=site.id if site is not None else None,
         kind=kind,
         status="queued",
         request=dict(request),
@@ -674,12 +678,14 @@ def list_jobs(
     *,
     kind: str | None = None,
     portfolio_id: int | None = None,
+    site_id: int | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     after: tuple[datetime, str] | None = None,
 ) -> list[SchedulingJob]:
     """The newest ``limit`` jobs of the given accounts (optionally with ``status``, of
-    ``kind``, of the stored portfolio ``portfolio_id``, created in
+    ``kind``, of the stored portfolio ``portfolio_id``, about the stored site ``site_id``
+    (its own jobs and those of the stored portfolios it belongs to), created in
     ``[created_after, created_before)``), newest first (ties by id). ``after`` is the
     ``(created_at, id)`` of the last job of the previous page: the page goes on after it.
     Jobs without an account are not listed."""
@@ -694,6 +700,13 @@ def list_jobs(
         query = query.where(SchedulingJob.kind == kind)
     if portfolio_id is not None:
         query = query.where(SchedulingJob.portfolio_id == portfolio_id)
+    if site_id is not None:
+        portfolios = select(portfolio_sites.c.portfolio_id).where(
+            portfolio_sites.c.site_id == site_id
+        )
+        query = query.where(
+            (SchedulingJob.site_id == site_id) | SchedulingJob.portfolio_id.in_(portfolios)
+        )
     if created_after is not None:
         query = query.where(SchedulingJob.created_at >= created_after)
     if created_before is not None:

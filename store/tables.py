@@ -311,6 +311,10 @@ class SchedulingJob(Base):
     portfolio_id: Mapped[int | None] = mapped_column(
         ForeignKey("portfolios.id", ondelete="SET NULL"), index=True
     )
+    site_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sites.id", ondelete="SET NULL"), index=True
+    )
+    """The stored site a single-site job scheduled (None for a request without one)."""
     kind: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))

@@ -478,3 +478,14 @@ def test_dashboard_is_importable_grafana_json() -> None:
         assert panel["datasource"]["uid"] == "${datasource}"
         refs = [t["refId"] for t in panel["targets"]]
         assert refs == sorted(set(refs))
+
+
+def test_vpp_serve_replica_takes_as_many_requests_as_the_serve_config() -> None:
+    """Serve's default of 5 ongoing requests per replica made the proxy queue and back off
+    with 16 polling clients (13 jobs/s against 40 with 8); ``vpp serve`` and
+    deploy/serve.yaml both let a replica take 32."""
+    from api.serve import MAX_ONGOING_REQUESTS, VppApi
+
+    deployment = _yaml(SERVE)["applications"][0]["deployments"][0]
+    assert deployment["max_ongoing_requests"] == MAX_ONGOING_REQUESTS
+    assert VppApi._deployment_config.max_ongoing_requests == MAX_ONGOING_REQUESTS

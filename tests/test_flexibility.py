@@ -10,7 +10,8 @@ reading the limits as a commitment of the JSON).
 from __future__ import annotations
 
 import copy
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -197,3 +198,27 @@ def test_limits_commitment_round_trips_through_the_request():
     grid = Grid.of(request)
     np.testing.assert_allclose(grid.series(commitment["max-consumption"], np.inf), cap)
     np.testing.assert_allclose(grid.series(commitment["max-production"], np.inf), production)
+
+
+def test_quote_takes_the_baseline_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: a caller that solved the baseline (the UFTP FlexRequest handler) hands it
+    over and ``quote`` does not solve it again; the quote is the same."""
+    import vpp.flexibility as flexibility
+
+    request = mixed(3, 0)
+    limits = evening_limits(request, 0.7)
+    parsed = parse_portfolio(request)
+    base = baseline(parsed)
+    expected = quote(parsed, limits)
+
+    def no_second_solve(_: Any) -> Any:
+        raise AssertionError("quote solved the baseline again")
+
+    monkeypatch.setattr(flexibility, "baseline", no_second_solve)
+    got = quote(parsed, limits, base=base)
+    assert got.baseline is base
+    assert got.deliverable == expected.deliverable
+    assert got.price == pytest.approx(expected.price, abs=1e-6)
+    short = SimpleNamespace(power=np.zeros(HOURS - 1))  # another horizon's baseline
+    with pytest.raises(ValueError, match="steps"):
+        quote(parsed, limits, base=cast(Any, short))

@@ -129,6 +129,40 @@ def test_job_list_filters_by_stored_portfolio(api: ApiHarness) -> None:
     assert [j["job"] for j in rows.json()] == [mine_id]
 
 
+def test_job_list_filters_by_stored_site(api: ApiHarness) -> None:
+    """``?site=``: the jobs that scheduled the stored site, alone (``"site": id``) or in a
+    stored portfolio; not another site's, not a request that named no stored site."""
+    headers, account_id = _account(api, "site-lister")
+    battery = {"soc-at-start": "5 kWh", "soc-max": "10 kWh", "power-capacity": "5 kW"}
+    ids = [api.http.post("/api/v1/sites", headers=headers,
+                         json={"name": name, "flex-model": [{"name": "b", **battery}]}
+                         ).json()["id"] for name in ("one", "two")]
+    window = {"start": "2026-03-02T00:00:00+01:00", "duration": "PT2H",
+              "flex-context": {"consumption-price": "50 EUR/MWh"}}
+    posted = [api.http.post("/api/v1/scheduling-job/storage", headers=headers,
+                            json={"site": site_id, **window}) for site_id in ids]
+    assert [r.status_code for r in posted] == [202, 202], posted[0].text
+    anonymous = api.http.post("/api/v1/scheduling-job/storage", headers=headers, json={
+        **window, "flex-model": battery})
+    assert anonymous.status_code == 202, anonymous.text
+    portfolio_id = api.http.post("/api/v1/portfolios", headers=headers,
+                                 json={"name": "both", "sites": ids}).json()["id"]
+    with api.app.state.sessions.begin() as session:
+        in_portfolio = repo.create_job(
+            session, "portfolio", {}, account=session.get(repo.Account, account_id),
+            portfolio=session.get(repo.Portfolio, portfolio_id)).id
+
+    def listed(site_id: int) -> set[str]:
+        rows = api.http.get(f"/api/v1/scheduling-jobs?site={site_id}", headers=headers)
+        assert rows.status_code == 200, rows.text
+        return {j["job"] for j in rows.json()}
+
+    assert listed(ids[0]) == {posted[0].json()["job"], in_portfolio}
+    assert listed(ids[1]) == {posted[1].json()["job"], in_portfolio}
+    other, _ = _account(api, "site-lister-other")  # another account sees none of them
+    assert api.http.get(f"/api/v1/scheduling-jobs?site={ids[0]}", headers=other).json() == []
+
+
 def test_job_list_pages_do_not_leak_other_accounts(
     api: ApiHarness, jobs: tuple[dict[str, str], int, list[str]]
 ) -> None:
@@ -149,6 +183,9 @@ def test_job_list_pages_do_not_leak_other_accounts(
         ("portfolio=99999999999", "portfolio"),
         ("created-after=yesterday", "created-after"),
         ("created-after=2026-03-01T00:00:00", "created-after"),  # naive
+        ("created-before=0.5", "created-before"),  # not a Unix time: the spec says date-time
+        ("created-after=1700000000", "created-after"),
+        ("site=0", "site"),
         ("created-after=2026-03-02T00:00:00Z&created-before=2026-03-01T00:00:00Z",
          "created-before"),
         ("limit=0", "limit"),

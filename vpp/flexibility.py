@@ -146,17 +146,27 @@ def with_commitment(request: PortfolioRequest, commitment: dict[str, Any]) -> Po
 
 
 def quote(
-    request: PortfolioRequest | dict[str, Any], limits: PowerLimits, margin: float = 0.0
+    request: PortfolioRequest | dict[str, Any],
+    limits: PowerLimits,
+    margin: float = 0.0,
+    *,
+    base: PortfolioResult | None = None,
 ) -> FlexQuote:
     """Price the flexibility that keeps the portfolio within ``limits`` (module docstring).
 
-    Raises only for a bad request or a baseline that is itself infeasible; limits the
-    portfolio cannot keep give ``deliverable=False`` with the reason.
+    ``base``: the portfolio's :func:`baseline`, when the caller solved it already (it is not
+    solved again). Raises only for a bad request or a baseline that is itself infeasible;
+    limits the portfolio cannot keep give ``deliverable=False`` with the reason.
     """
     parsed = parse_portfolio(request)
     horizon = parsed.horizon
     check_limits(limits, horizon.steps)
-    base = baseline(parsed)
+    if base is None:
+        base = baseline(parsed)
+    elif base.power.shape != (horizon.steps,):
+        raise ValueError(
+            f"the given baseline has {base.power.size} steps, the portfolio {horizon.steps}"
+        )
     base_power, base_cost = base.power, base.cost
     commitment = limits_commitment(limits, horizon)
 

@@ -8,15 +8,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from api import pages
 from api.deps import CallerDep, OperatorDep, SessionDep
-from api.fields import Id, is_id, reject_nul
+from api.fields import Id, IsoDateTime, is_id, reject_nul
 from api.limits import check_job, check_portfolio_sites
 from api.references import expand_sensors, expand_site, visible_site
 from api.uftp.flex import add_commitments
-from store import Portfolio, SchedulingJob
+from store import Portfolio, SchedulingJob, Site
 from store import repository as repo
 from vpp.errors import NotFoundError, RequestValidationError
 from vpp.portfolio import validate_portfolio
@@ -70,6 +70,7 @@ def _accept(
     kind: str,
     body: dict[str, Any],
     portfolio: Portfolio | None = None,
+    site: Site | None = None,
 ) -> JobAccepted:
     reject_nul(body)  # PostgreSQL's jsonb refuses U+0000
     job = repo.create_job(
@@ -78,6 +79,7 @@ def _accept(
         body,
         account=session.get(repo.Account, caller.account_id),
         portfolio=portfolio,  # the job list filters by it (?portfolio=)
+        site=site,  # and by this (?site=)
         trace_context=inject(),  # the job's spans continue this request's trace
     )
     job_id = job.id
@@ -96,7 +98,8 @@ def post_storage(
     expanded = expand_site(session, caller, body)
     check_job(expanded)  # a stored site's devices count too
     validate_site_request(expanded)  # 422 with field paths before anything is queued
-    return _accept(request, response, caller, session, "storage", expanded)
+    site = _stored_site(session, caller, body)
+    return _accept(request, response, caller, session, "storage", expanded, site=site)
 
 
 @router.post("/scheduling-job/shifting", status_code=202, response_model=JobAccepted)
@@ -118,7 +121,8 @@ def post_shifting(
     parsed = validate_site_request(expanded)
     if not any(spec.type == "shiftable" for spec, _, _ in parsed.devices):
         raise RequestValidationError.single("flex-model", "a shifting job needs a shiftable device")
-    return _accept(request, response, caller, session, "shifting", expanded)
+    site = _stored_site(session, caller, body)
+    return _accept(request, response, caller, session, "shifting", expanded, site=site)
 
 
 @router.post("/scheduling-job/portfolio", status_code=202, response_model=JobAccepted)
@@ -147,6 +151,11 @@ def post_portfolio(
     expanded = expand_sensors(session, caller, raw)
     validate_portfolio(expanded)
     return _accept(request, response, caller, session, "portfolio", expanded, stored)
+
+
+def _stored_site(session: Any, caller: Any, body: dict[str, Any]) -> Site | None:
+    """The stored site a single-site request names (``"site": id``), if any."""
+    return visible_site(session, caller, body["site"]) if "site" in body else None
 
 
 def _site_body(session: Any, caller: Any, site_id: int) -> dict[str, Any]:
@@ -214,14 +223,17 @@ def list_jobs(
     status: JobStatus | None = None,
     kind: JobKind | None = None,
     portfolio: Annotated[Id | None, Query(description="jobs of a stored portfolio")] = None,
-    created_after: Annotated[AwareDatetime | None, Query(alias="created-after")] = None,
-    created_before: Annotated[AwareDatetime | None, Query(alias="created-before")] = None,
+    site: Annotated[Id | None, Query(description="jobs of a stored site, its portfolios' too")]
+    = None,
+    created_after: Annotated[IsoDateTime | None, Query(alias="created-after")] = None,
+    created_before: Annotated[IsoDateTime | None, Query(alias="created-before")] = None,
     cursor: pages.Cursor = None,
     limit: pages.Limit = 100,
 ) -> list[dict[str, Any]]:
     """Jobs newest first, a page at a time: the next page's cursor is in the ``Link`` and
     ``X-Next-Cursor`` headers (absent on the last page). Filters: ``status``, ``kind``,
-    ``portfolio``, ``created-after`` (inclusive), ``created-before`` (exclusive)."""
+    ``portfolio``, ``site`` (jobs that scheduled the stored site, alone or in a stored
+    portfolio), ``created-after`` (inclusive), ``created-before`` (exclusive)."""
     pages.check_range(created_after, created_before, ("created-after", "created-before"))
     key = pages.decode("scheduling-jobs", cursor, (datetime, str))
     limit = min(limit, pages.MAX_LIMIT)
@@ -232,6 +244,7 @@ def list_jobs(
         limit=limit + 1,  # one more: is there a next page?
         kind=kind,
         portfolio_id=portfolio,
+        site_id=site,
         created_after=created_after,
         created_before=created_before,
         after=(key[0], key[1]) if key is not None else None,

@@ -63,7 +63,7 @@ from store.jobs import save_site_schedules
 from store.tables import Account, Site, UftpCommitment, UftpFlexOffer, UftpParticipant, utcnow
 from vpp.errors import InfeasibleError, NotFoundError, RequestValidationError, VppError
 from vpp.flexibility import PowerLimits, baseline, limits_commitment, quote
-from vpp.portfolio import PortfolioResult
+from vpp.portfolio import PortfolioRequest, PortfolioResult, parse_portfolio
 from vpp.timeseries import Horizon
 
 logger = logging.getLogger(__name__)
@@ -141,9 +141,11 @@ def commitment_json(row: UftpCommitment) -> dict[str, Any]:
     return limits_commitment(PowerLimits(upper, -lower), horizon, row.order_message_id)
 
 
-def _solve(portfolio: CongestionPortfolio) -> PortfolioResult:
+def _solve(portfolio: CongestionPortfolio) -> tuple[PortfolioRequest, PortfolioResult]:
+    """The portfolio parsed once, and its baseline."""
     try:
-        return baseline(portfolio.request)
+        parsed = parse_portfolio(portfolio.request)
+        return parsed, baseline(parsed)
     except InfeasibleError as err:
         raise RejectionError(f"the portfolio cannot be scheduled: {err.message}") from None
     except RequestValidationError as err:
@@ -176,10 +178,10 @@ def handle_flex_request(
     portfolio = congestion_portfolio(
         session, account_ids(session, participant), message.congestion_point, day
     )
-    base = _solve(portfolio).power
-    limits = _requested_limits(base, requested, day.count)
+    parsed, solved = _solve(portfolio)
+    limits = _requested_limits(solved.power, requested, day.count)
     try:
-        result = quote(portfolio.request, limits, 0.0)
+        result = quote(parsed, limits, 0.0, base=solved)  # not parsed or solved twice
     except VppError as err:
         raise RejectionError(f"the portfolio cannot be quoted: {err.message}") from None
     if not result.deliverable or result.change is None or result.price is None:
@@ -302,7 +304,7 @@ def handle_flex_order(
             "Reference Message Expired: the FlexOffer was ordered already"
         ) from None
     portfolio = congestion_portfolio(session, accounts, offer.congestion_point, day)
-    result = _solve(portfolio)  # RejectionError rolls the commitment back with the transaction
+    _, result = _solve(portfolio)  # RejectionError rolls the commitment back with the transaction
     job_id = store_schedules(session, portfolio, result, offer.account_id)
     queue_response(session, message, participant.domain, None, cfg)
     send_d_prognosis(session, participant, portfolio, result, cfg, message.conversation_id)
@@ -405,7 +407,8 @@ def prognosis_on_request(
     congestion point for ``day``, sent to ``participant``."""
     portfolio = congestion_portfolio(session, account_ids(session, participant),
                                      congestion_point, day)
-    return send_d_prognosis(session, participant, portfolio, _solve(portfolio), cfg)
+    _, result = _solve(portfolio)
+    return send_d_prognosis(session, participant, portfolio, result, cfg)
 
 
 # --------------------------------------------------------------------------- portfolio jobs
