@@ -134,7 +134,11 @@ class Coordinator:
         """Schedule the portfolio; the result JSON (see README). Span ``portfolio.job`` is a
         child of ``trace_context`` (:func:`vpp.telemetry.inject` of the caller)."""
         with span_from(trace_context, "portfolio.job", job=job_id):
-            portfolio = validate_portfolio(request)  # field errors here, not in the actors
+            # a parsed request was validated by the caller (run_portfolio); JSON is checked
+            # here, so that field errors come from here and not from the site actors
+            portfolio = request if isinstance(request, PortfolioRequest) else (
+                validate_portfolio(request)
+            )
             target = resolve_target(portfolio)
             cfg = settings_for(portfolio, settings)
             self._set(job_id, status="running", phase="starting", iteration=0, history=[],

@@ -1,5 +1,7 @@
 """The job runner: one named Ray actor per cluster that takes queued jobs from the database
-and runs them (single sites in its own threads, portfolios through a coordinator actor).
+and runs them: small ones in its own threads (portfolios through a coordinator actor), big
+ones in a worker process that exits afterwards, so the runner's memory stays at its idle level
+(:mod:`actors.job_worker`, setting ``VPP_WORKER_JOB_SIZE``).
 
 Nothing is lost on a crash: a job is only ever ``queued`` (in the database) or claimed by a
 runner. When a runner starts (also after Ray restarted it), jobs still marked ``running``
@@ -23,10 +25,11 @@ from typing import Any
 import ray
 
 from actors import metrics
-from actors.run import run_portfolio
+from actors.job_worker import execute_in_worker, in_worker, portfolio_runner
 from store import make_engine, session_factory, upgrade
 from store import repository as repo
-from store.jobs import ProgressWriter, execute_job
+from store.jobs import execute_job
+from vpp.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ class JobRunner:
         upgrade(engine)
         self.database_url = database_url
         self.sessions = session_factory(engine)
+        self._portfolio = portfolio_runner(database_url)
         with self.sessions.begin() as session:
             requeued, failed = repo.requeue_unfinished(session)
         if requeued or failed:
@@ -62,6 +66,10 @@ class JobRunner:
     def ping(self) -> str:
         return "ok"
 
+    def rss(self) -> int:
+        """This process's resident memory (bytes): the tests check it returns to idle."""
+        return resident_bytes()
+
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
@@ -71,16 +79,23 @@ class JobRunner:
             try:
                 with self.sessions.begin() as session:
                     job = repo.claim_next_job(session)
-                    job_id, kind = (job.id, job.kind) if job is not None else (None, "")
+                    job_id, kind, request = (
+                        (job.id, job.kind, job.request) if job is not None else (None, "", {})
+                    )
             except Exception:  # the database is down: wait and retry, never die
                 logger.exception("could not claim a job")
-                job_id, kind = None, ""
+                job_id, kind, request = None, "", {}
             if job_id is None:
                 self._wake.wait(timeout=1.0)
                 self._wake.clear()
                 continue
             started = time.monotonic()
-            status = execute_job(self.sessions, job_id, self._portfolio)
+            apart = in_worker(request)  # big jobs: in a worker process (actors.job_worker)
+            del request
+            if apart:
+                status = execute_in_worker(self.sessions, self.database_url, job_id, kind)
+            else:
+                status = execute_job(self.sessions, job_id, self._portfolio)
             if status in metrics.JOB_STATUSES:  # not when another runner took the job back
                 metrics.job_finished(kind, status, time.monotonic() - started)
 
@@ -96,21 +111,16 @@ class JobRunner:
             if self._stop.wait(COUNT_SECONDS):
                 return
 
-    def _portfolio(self, request: dict[str, Any], job_id: str, on_progress: Any) -> dict[str, Any]:
-        from actors.run import start_coordinator
 
-        coordinator = start_coordinator(database_url=self.database_url)
-        try:
-            on_phase = on_progress.phase if isinstance(on_progress, ProgressWriter) else None
-            return run_portfolio(
-                request,
-                job_id=job_id,
-                coordinator=coordinator,
-                on_progress=on_progress,
-                on_phase=on_phase,
-            )
-        finally:
-            ray.kill(coordinator)
+def resident_bytes() -> int:
+    """The calling process's resident set size in bytes (Linux ``/proc``, else psutil)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except FileNotFoundError:  # not Linux: Ray ships psutil (ray/thirdparty_files)
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
 
 
 def runner_name(database_url: str) -> str:
@@ -130,4 +140,4 @@ def get_runner(database_url: str) -> Any:
         max_task_retries=0,
         max_concurrency=8,
         num_cpus=0,
-    ).remote(database_url, int(os.environ.get("VPP_RUNNER_WORKERS", "4")))
+    ).remote(database_url, get_settings().runner_workers)

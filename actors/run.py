@@ -9,7 +9,6 @@ handing every new iteration to ``on_progress``. ``compare`` adds the exact optim
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +22,7 @@ from vpp.admm import settings_for
 from vpp.errors import VppError
 from vpp.portfolio import (
     CentralisedPortfolio,
+    PortfolioRequest,
     choose_method,
     compare_with_centralised,
     validate_portfolio,
@@ -42,7 +42,7 @@ def ensure_ray(address: str | None = None, **init_kwargs: Any) -> None:
     if not ray.is_initialized():
         # Without an address Ray would join the newest cluster `ray start` left on this
         # machine; only RAY_ADDRESS or an explicit address should do that.
-        address = address or os.environ.get("RAY_ADDRESS") or "local"
+        address = address or get_settings().ray_address or "local"
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, **init_kwargs)
 
 
@@ -96,7 +96,7 @@ def run_portfolio(
             cap = settings_for(portfolio, settings).max_iterations
             on_phase("starting", {"max_iterations": cap})
         result = _run_admm(
-            request,
+            portfolio,  # parsed and validated once: the coordinator and shards use it as is
             job_id=job_id,
             address=address,
             settings=settings,
@@ -114,7 +114,7 @@ def run_portfolio(
 
 
 def _run_admm(
-    request: dict[str, Any],
+    request: dict[str, Any] | PortfolioRequest,
     *,
     job_id: str | None,
     address: str | None,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import signal
 import socket
 import threading
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict
 from ray import serve
 from ray.exceptions import GetTimeoutError, RayError
 from ray.serve import Application
@@ -30,7 +30,7 @@ from sqlalchemy.exc import OperationalError
 from actors.jobs import get_runner
 from api.app import create_app
 from vpp.errors import VppError
-from vpp.settings import get_settings
+from vpp.settings import get_settings, passed_env
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -47,19 +47,6 @@ DASHBOARD_HOST = "127.0.0.1"
 class StartError(VppError):
     """``vpp serve`` cannot start for a reason the operator can fix (named in the message)."""
 
-PASSED_ENV = (
-    "VPP_DATABASE_URL",
-    "VPP_DATA_DIR",
-    "VPP_OTEL_EXPORTER",
-    "VPP_OTEL_FILE",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "VPP_UFTP_DOMAIN",
-    "VPP_UFTP_SIGNING_KEY",
-    "VPP_UFTP_MARGIN",
-    "VPP_UFTP_OFFER_VALIDITY",
-    "VPP_UFTP_RETRY_MAX",
-)
-"""Environment ``vpp serve`` passes to the replicas (the Serve config files set the same)."""
 
 RUNNER_PING_TIMEOUT_S = 2.0
 
@@ -93,6 +80,19 @@ def build_asgi_app() -> FastAPI:
     return create_app(settings.database_url, RayDispatcher(runner))
 
 
+class UnhealthyError(VppError):
+    """A replica's health check failed (Serve replaces the replica); names each check."""
+
+
+def health_failures(app: FastAPI) -> dict[str, str]:
+    """The failing checks of ``/api/v1/ready`` (database, Ray, job runner) for ``app``."""
+    from api.routes.health import PASSING, database_check
+
+    checks = {"database": database_check(app.state.sessions)}
+    checks |= app.state.dispatcher.readiness()
+    return {name: state for name, state in checks.items() if state not in PASSING}
+
+
 MAX_ONGOING_REQUESTS = 32
 """Requests one replica takes at once (deploy/serve.yaml sets the same). Serve's default, 5,
 makes the proxy queue and back off as soon as more clients poll than that: 16 clients
@@ -108,8 +108,31 @@ polling their jobs got 13 jobs/s, against 40 with 8 (docs/benchmarks.md, REST AP
 class VppApi:
     """The REST API (all routes come from :func:`api.app.create_app`)."""
 
+    def check_health(self) -> None:
+        """Serve's periodic check: the replica is unhealthy (and replaced) while its database
+        or the job runner does not answer, with the same checks as ``/api/v1/ready``.
 
-def build_app(args: dict[str, Any]) -> Application:
+        Serve also checks once while the replica starts, before it hands the replica the
+        app :func:`build_asgi_app` built: there is nothing to check yet then."""
+        app = getattr(self, "_asgi_app", None)  # set by Serve's ASGI wrapper (the ingress)
+        if app is None:
+            return
+        failing = health_failures(app)
+        if failing:
+            raise UnhealthyError(
+                "; ".join(f"{name}: {state}" for name, state in sorted(failing.items()))
+            )
+
+
+class BuildArgs(BaseModel):
+    """The ``args`` of a Serve config's application (``import_path: api.serve:build_app``).
+    There are none: the settings come from the ``runtime_env`` (:mod:`vpp.settings`), the
+    same on every node; an unknown key is refused rather than ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def build_app(args: BuildArgs) -> Application:
     """The application for Serve config files (``import_path: api.serve:build_app``, see
     deploy/serve.yaml): migrates the database and, with ``VPP_ADMIN_TOKEN`` set, makes sure
     the admin holds that token (what ``vpp serve`` does before it deploys; a revoked one is
@@ -119,15 +142,15 @@ def build_app(args: dict[str, Any]) -> Application:
     Migrating here, once per deploy, keeps replicas that start together from racing to run
     the same migration.
     """
-    if args:
-        raise ValueError(f"build_app takes no args; got {sorted(args)}")
+    if isinstance(args, dict):  # called directly rather than by Serve
+        args = BuildArgs.model_validate(args)
     from store import make_engine, session_factory, upgrade
     from store.admin import prepare_admin
 
     engine = make_engine(get_settings().database_url)
     try:
         upgrade(engine)
-        token = os.environ.get("VPP_ADMIN_TOKEN") or None
+        token = get_settings().admin_token
         if token is not None:
             prepare_admin(session_factory(engine), token)
     finally:
@@ -138,7 +161,7 @@ def build_app(args: dict[str, Any]) -> Application:
 
 def deploy(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Start Serve on ``host:port`` and deploy the API (Ray must be connected)."""
-    env = {k: v for k in PASSED_ENV if (v := os.environ.get(k))}
+    env = passed_env()
     settings = get_settings()
     env.setdefault("VPP_DATABASE_URL", settings.database_url)
     env.setdefault("VPP_DATA_DIR", str(settings.data_dir))
@@ -162,7 +185,7 @@ def run_forever(
     from store import make_engine, session_factory
     from store.admin import store_bootstrap_token
 
-    joining = bool(address or os.environ.get("RAY_ADDRESS"))
+    joining = bool(address or get_settings().ray_address)
     if joining and dashboard_port is not None:
         raise StartError(
             "--dashboard-port applies to a local Ray only; the cluster joined through "
@@ -224,7 +247,7 @@ def _prepare(
 
     try:
         upgrade(engine)
-        return prepare_admin(sessions, os.environ.get("VPP_ADMIN_TOKEN") or None)
+        return prepare_admin(sessions, get_settings().admin_token)
     except OperationalError as err:
         raise StartError(database_unreachable(database_url, err)) from None
     except ValueError as err:

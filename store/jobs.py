@@ -124,6 +124,13 @@ def execute_job(
     return status
 
 
+def fail_job(sessions: sessionmaker[Session], job_id: str, error: VppError) -> str:
+    """Fail a claimed job with ``error``'s problem+json when it could not run to its end (the
+    process running it died); returns the final status. A job that ended meanwhile keeps its
+    status: ``cancelled``, or whatever that process stored before it died."""
+    return _finish(sessions, job_id, "failed", error=error.to_problem())
+
+
 def _execute(
     sessions: sessionmaker[Session],
     job_id: str,

@@ -168,9 +168,16 @@ def test_serve_config_import_path_imports_and_builds(
 
 
 def test_builder_rejects_args() -> None:
-    from api.serve import build_app
+    """The builder's args are a typed model (Serve validates a config's ``args`` with it):
+    an unknown key is refused, naming it."""
+    import inspect
 
-    with pytest.raises(ValueError, match="takes no args"):
+    from pydantic import ValidationError
+
+    from api.serve import BuildArgs, build_app
+
+    assert inspect.signature(build_app).parameters["args"].annotation in (BuildArgs, "BuildArgs")
+    with pytest.raises(ValidationError, match="replicas"):
         build_app({"replicas": 3})
 
 
@@ -293,12 +300,11 @@ def _env_reads(path: Path) -> set[str]:
 
 
 def _names_vpp_reads() -> set[str]:
-    from api.serve import PASSED_ENV
-    from vpp.settings import Settings
+    from vpp.settings import Settings, env_names
 
     prefix = str(Settings.model_config.get("env_prefix", "")).upper()
     names = {prefix + field.upper() for field in Settings.model_fields}
-    names |= set(PASSED_ENV)
+    names |= set(env_names())
     for package in ("vpp", "store", "actors", "api"):
         for path in (ROOT / package).rglob("*.py"):
             names |= _env_reads(path)

@@ -126,3 +126,21 @@ def test_ready_with_the_real_job_runner_and_not_ready_once_it_is_gone(
     finally:
         ray.kill(runner, no_restart=True)
         app.state.sessions.kw["bind"].dispose()
+
+
+def test_serve_health_check_fails_with_the_database_and_names_it(tmp_path: Path) -> None:
+    """Issue 12: the deployment's ``check_health`` (Serve replaces a replica that fails it)
+    runs the readiness checks: it passes on a live database and raises naming the check
+    once the database is gone."""
+    import api.serve as serve_mod
+
+    directory = tmp_path / "data"
+    app = create_app(f"sqlite:///{directory / 'vpp.db'}")
+    replica = serve_mod.VppApi.func_or_class.__new__(serve_mod.VppApi.func_or_class)
+    replica.check_health()  # no app yet (Serve checks once before it sets it): nothing to check
+    replica._asgi_app = app  # what Serve's ingress wrapper sets
+    replica.check_health()  # healthy: returns
+    app.state.sessions.kw["bind"].dispose()
+    shutil.rmtree(directory)
+    with pytest.raises(serve_mod.UnhealthyError, match=r"^database: failed: OperationalError"):
+        replica.check_health()

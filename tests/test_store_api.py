@@ -109,6 +109,7 @@ def test_upgrade_to_head_matches_the_models(fresh_db_url: str) -> None:
             ("portfolio_sites", "site_id"): "CASCADE",
             ("scheduling_jobs", "account_id"): "SET NULL",
             ("scheduling_jobs", "portfolio_id"): "SET NULL",
+            ("scheduling_jobs", "site_id"): "SET NULL",
         }
         assert {
             "portfolio_id",

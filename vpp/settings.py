@@ -7,9 +7,10 @@ Tests that change the environment call ``get_settings.cache_clear()``.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +75,42 @@ class Settings(BaseSettings):
     """Most points one sensor read may cover (``GET /sensors/{id}/data``), counted at the
     finer of the sensor's and the requested resolution; page with ``limit`` beyond it."""
 
+    worker_job_size: int = Field(default=2_000, ge=0)
+    """Jobs of at least this many steps × devices (every site's devices for a portfolio; a
+    ``SHIFTABLE`` process weighs more) run in a worker process that exits afterwards, so the
+    job runner's memory stays near its idle level; smaller ones run in the runner's threads
+    (a worker takes ~2 s to start). ``0`` runs every job in a worker. docs/operations.md,
+    "Job memory"."""
+
+    # Operations: tracing, the job runner, the bootstrap admin, the Ray cluster to join.
+    otel_exporter: str = "none"
+    """Where spans go: ``none``, ``console``, ``otlp`` (OpenTelemetry's own ``OTEL_EXPORTER_*``
+    variables configure it) or ``file`` (JSON lines appended to ``otel_file``)."""
+
+    otel_file: str | None = None
+    """The JSON-lines file of ``otel_exporter=file``."""
+
+    runner_workers: int = Field(default=4, ge=1)
+    """Threads of the job runner that run jobs at once."""
+
+    admin_token: str | None = Field(default=None, repr=False)
+    """The admin's API token to make sure of at start (``vpp serve``, ``build_app``)."""
+
+    ray_address: str | None = Field(default=None, validation_alias="RAY_ADDRESS")
+    """The Ray cluster to join (Ray's own ``RAY_ADDRESS``); unset: a local Ray."""
+
+    # The Python client (vpp.client), on an analyst's machine.
+    url: str | None = None
+    """The API the client talks to when none is given (it defaults to 127.0.0.1:8000)."""
+
+    token: str | None = Field(default=None, repr=False)
+    """The API token the client sends when none is given."""
+
+    @field_validator("otel_exporter")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.strip().lower()
+
     @field_validator("data_dir")
     @classmethod
     def _expand_user(cls, value: Path) -> Path:
@@ -84,3 +121,30 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first use."""
     return Settings()
+
+
+OTEL_PASSED: Final = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS")
+"""OpenTelemetry's own variables that the OTLP exporter reads in every process."""
+
+
+def env_names() -> list[str]:
+    """Every environment variable vpp reads (its settings', then OpenTelemetry's)."""
+    names = []
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        names.append(alias if isinstance(alias, str) else f"VPP_{name.upper()}")
+    return [*names, *OTEL_PASSED]
+
+
+def passed_env(
+    exclude: tuple[str, ...] = ("RAY_ADDRESS", "VPP_ADMIN_TOKEN", "VPP_URL", "VPP_TOKEN"),
+) -> dict[str, str]:
+    """The variables of :func:`env_names` set in this process, to hand to Ray workers on
+    other nodes (``runtime_env``) so that they read the same settings. Left out by default:
+    the cluster address (workers are in it), the admin token (only a start needs it, and a
+    ``runtime_env`` shows in the Ray dashboard) and the client's URL and token."""
+    return {
+        name: value
+        for name in env_names()
+        if name not in exclude and (value := os.environ.get(name))
+    }

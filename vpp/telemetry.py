@@ -40,13 +40,15 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
+from vpp.settings import get_settings
+
 logger = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
 def configure() -> str:
     """Install vpp's tracer provider (once); returns the exporter chosen."""
-    choice = os.environ.get("VPP_OTEL_EXPORTER", "none").strip().lower()
+    choice = get_settings().otel_exporter
     provider = TracerProvider(resource=Resource.create({"service.name": "vpp"}))
     exporter = _exporter(choice)
     if exporter is not None:
@@ -75,7 +77,7 @@ def _exporter(choice: str) -> SpanExporter | None:
             return None
         return OTLPSpanExporter()
     if choice == "file":
-        path = os.environ.get("VPP_OTEL_FILE", "").strip()
+        path = (get_settings().otel_file or "").strip()
         if not path:
             logger.warning("VPP_OTEL_EXPORTER=file but VPP_OTEL_FILE is not set; spans are not "
                            "exported")
