@@ -5,7 +5,7 @@ result). glibc seldom gives a heap back, so a long-lived process that solved one
 keeps that memory for good. The runner (:mod:`actors.jobs`) therefore runs a job whose
 :func:`job_size` (steps × devices, every site's devices for a portfolio) reaches
 ``VPP_WORKER_JOB_SIZE`` in a Ray task with ``max_calls=1``: a fresh worker process that
-claims nothing, runs :func:`store.jobs.execute_job` on the job the runner claimed (solve,
+claims nothing, runs :func:`actors.job_service.execute_job` on the job the runner claimed (solve,
 result, schedules, progress, cancellation: all as in the runner) and exits. Small jobs stay in
 the runner's threads: a worker takes ~2 s to start, a 96-step job solves in ~5 ms.
 
@@ -26,14 +26,9 @@ from ray.exceptions import OutOfMemoryError, RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from sqlalchemy.orm import Session, sessionmaker
 
+from actors.job_service import PortfolioRunner, execute_job, fail_job
 from store import make_engine, session_factory
-from store.jobs import (
-    JobCancelledError,
-    PortfolioRunner,
-    ProgressWriter,
-    execute_job,
-    fail_job,
-)
+from store.jobs import JobCancelledError, ProgressWriter
 from vpp.errors import RequestValidationError, VppError
 from vpp.settings import get_settings
 
@@ -96,7 +91,7 @@ def in_worker(request: Mapping[str, Any]) -> bool:
 
 
 def portfolio_runner(database_url: str) -> PortfolioRunner:
-    """The :data:`store.jobs.PortfolioRunner` of a process serving ``database_url``: ADMM
+    """The :data:`actors.job_service.PortfolioRunner` of a process serving ``database_url``: ADMM
     through a coordinator actor (checkpointing to that database) that is killed after the
     job; a centralised portfolio is solved in the calling process."""
 

@@ -25,10 +25,10 @@ from typing import Any
 import ray
 
 from actors import metrics
+from actors.job_service import execute_job
 from actors.job_worker import execute_in_worker, in_worker, portfolio_runner
 from store import make_engine, session_factory, upgrade
 from store import repository as repo
-from store.jobs import execute_job
 from vpp.settings import get_settings
 
 logger = logging.getLogger(__name__)

@@ -13,12 +13,12 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request, Response
 from opentelemetry import trace
 
+from actors.job_service import PortfolioRunner, execute_job
 from api import docs, problems
 from api.routes import accounts, charts, health, jobs, resources
 from api.routes import gopacs as gopacs_routes
 from api.routes import uftp as uftp_routes
 from store import make_engine, session_factory, upgrade
-from store.jobs import PortfolioRunner, execute_job
 from vpp.telemetry import span_from
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ class Dispatcher(Protocol):
 
 class InlineDispatcher:
     """Runs queued jobs in a thread of this process (tests, no Ray): single-site jobs, and
-    portfolio jobs when given a ``portfolio_runner`` (see :func:`store.jobs.execute_job`)."""
+    portfolio jobs when given a ``portfolio_runner``
+    (see :func:`actors.job_service.execute_job`)."""
 
     def __init__(self, sessions: Any, portfolio_runner: PortfolioRunner | None = None) -> None:
         self.sessions = sessions

@@ -258,6 +258,7 @@ def solve_portfolio(
     to the centralised optimum when it asks to ``compare``."""
     from actors.run import run_portfolio
     from vpp.admm import settings_for
+    from vpp.client.progress import ProgressBar
     from vpp.portfolio import choose_method, validate_portfolio
 
     portfolio = validate_portfolio(request)  # field errors before any Ray start-up
@@ -265,42 +266,14 @@ def solve_portfolio(
     if tolerance is not None:
         settings["eps_rel"] = tolerance
     admm = choose_method(portfolio) == "admm"
-    bar = ProgressBar(settings_for(portfolio).max_iterations) if show_progress and admm else None
+    total = settings_for(portfolio).max_iterations
+    bar = ProgressBar(" ", total) if show_progress and admm else None
     result = run_portfolio(
-        request, address=address, settings=settings, on_progress=bar.update if bar else None
+        request, address=address, settings=settings, on_progress=bar.step if bar else None
     )
     if bar:
         bar.close()
     return result
-
-
-class ProgressBar:
-    """One line on stderr, rewritten each ADMM iteration (in a log: every 10th, one a line)."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.tty = sys.stderr.isatty()
-
-    def update(self, entry: dict[str, Any]) -> None:
-        k = int(entry["iteration"])
-        if not self.tty and k % 10:
-            return
-        filled = int(30 * min(k, self.total) / self.total)
-        bound = entry.get("lower_bound")
-        line = (
-            f"  ADMM [{'#' * filled}{'.' * (30 - filled)}] {k:4d}/{self.total} "
-            f"r={entry['primal_residual']:.2e} s={entry['dual_residual']:.2e} "
-            f"cost={entry['objective']:.2f} EUR"
-            + (f" bound={bound:.2f} EUR" if bound is not None else "")
-        )
-        if self.tty:
-            print("\r" + line, end="", file=sys.stderr, flush=True)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.tty:
-            print(file=sys.stderr)
 
 
 def _summary(result: dict[str, Any]) -> None:
@@ -326,8 +299,8 @@ def _summary(result: dict[str, Any]) -> None:
 def _demo(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from actors.job_service import run_site_job
     from store import make_engine, session_factory, upgrade
-    from store.jobs import run_site_job
     from vpp.chart import plot_schedule
     from vpp.demo import baseline, demo_request
     from vpp.settings import get_settings

@@ -22,11 +22,11 @@ from test_actors import congested, run_on_ray, uses_ray
 from test_portfolio import batteries, congestion, market, mixed
 
 from actors.coordinator import warm_key
+from actors.job_service import execute_job
 from actors.run import run_portfolio
 from actors.site import SiteShard
 from store import make_engine, session_factory, upgrade
 from store import repository as repo
-from store.jobs import execute_job
 from vpp.admm import AdmmSettings, LocalPool, solve_portfolio_admm
 from vpp.errors import RequestValidationError, SiteFailedError, SolverError
 from vpp.portfolio import (

@@ -15,10 +15,11 @@ from api_harness import harness
 from db_fixtures import fresh_database
 from test_actors import congested, run_on_ray, uses_ray
 
+from actors.job_service import execute_job
 from actors.run import run_portfolio
 from store import make_engine, session_factory, upgrade
 from store import repository as repo
-from store.jobs import PHASES, JobCancelledError, ProgressWriter, execute_job
+from store.jobs import PHASES, JobCancelledError, ProgressWriter
 
 pytest_plugins = ["db_fixtures"]
 

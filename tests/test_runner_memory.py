@@ -22,10 +22,10 @@ from conftest import build_request, default_battery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from actors.job_service import execute_job, fail_job
 from actors.job_worker import SHIFTABLE_STEPS_PER_DEVICE, in_worker, job_size
 from store import make_engine, session_factory, upgrade
 from store import repository as repo
-from store.jobs import execute_job, fail_job
 from store.tables import Schedule
 from vpp.errors import VppError
 from vpp.settings import get_settings

@@ -54,12 +54,12 @@ from shapeshifter_uftp.uftp import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from actors.job_service import record_portfolio_job
 from api.uftp import protocol
 from api.uftp.protocol import IspDay, RejectionError, UftpConfig
 from api.uftp.verify import enqueue, queue_response
 from store import repository as repo
 from store import uftp as store
-from store.jobs import save_site_schedules
 from store.tables import Account, Site, UftpCommitment, UftpFlexOffer, UftpParticipant, utcnow
 from vpp.errors import InfeasibleError, NotFoundError, RequestValidationError, VppError
 from vpp.flexibility import PowerLimits, baseline, limits_commitment, quote
@@ -357,20 +357,15 @@ def store_schedules(
     account_id: int | None,
 ) -> str:
     """The rescheduled portfolio as a finished portfolio job with one schedule per device
-    and per site, like any portfolio job's."""
-    account = session.get(Account, account_id) if account_id is not None else None
-    job = repo.create_job(session, "portfolio", portfolio.request, account=account)
-    repo.set_job_status(session, job.id, "running")
+    and per site, stored by the job service as a REST portfolio job's are."""
     from api.congestion import entry_ids
 
-    by_entry = entry_ids(portfolio.sites)
-    for entry_id, schedule in zip(result.site_ids, result.schedules, strict=True):
-        site = by_entry[entry_id]
-        save_site_schedules(session, site, job, schedule)
     body = result.to_json()
     body["portfolio"]["congestion-point"] = portfolio.congestion_point
-    repo.set_job_status(session, job.id, "finished", result=body)
-    return str(job.id)
+    return record_portfolio_job(
+        session, portfolio.request, body, account_id=account_id,
+        sites=entry_ids(portfolio.sites),
+    )
 
 
 # --------------------------------------------------------------------------- D-Prognosis
