@@ -272,14 +272,24 @@ def test_portfolio_sensor_and_submit_bodies() -> None:
     assert len(rec.requests) == n  # nothing sent
 
 
-def test_token_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_and_url_default_to_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vpp.settings import get_settings
+
     monkeypatch.setenv("VPP_TOKEN", "from-env")
-    rec = Recorder(lambda r: httpx.Response(200, json={}))
-    Client("http://vpp.test", transport=httpx.MockTransport(rec)).me()
-    assert rec.last.headers["authorization"] == "Bearer from-env"
-    monkeypatch.delenv("VPP_TOKEN")
-    Client("http://vpp.test", transport=httpx.MockTransport(rec)).me()
-    assert "authorization" not in rec.last.headers
+    monkeypatch.setenv("VPP_URL", "http://from-env.test/api/v1")
+    get_settings.cache_clear()
+    try:
+        rec = Recorder(lambda r: httpx.Response(200, json={}))
+        Client(transport=httpx.MockTransport(rec)).me()
+        assert rec.last.headers["authorization"] == "Bearer from-env"
+        assert str(rec.last.url) == "http://from-env.test/api/v1/me"
+        monkeypatch.delenv("VPP_TOKEN")
+        get_settings.cache_clear()
+        Client("http://vpp.test", transport=httpx.MockTransport(rec)).me()
+        assert "authorization" not in rec.last.headers
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -289,17 +299,21 @@ def test_token_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
         (timedelta(hours=24), "PT24H"),
         (timedelta(hours=1, minutes=30), "PT1H30M"),
         (timedelta(days=2, seconds=5), "PT48H5S"),
-        (timedelta(milliseconds=500), "PT0.5S"),
     ],
 )
 def test_iso_durations(delta: timedelta, text: str) -> None:
     from vpp.timeseries import iso_duration as server_iso
 
-    assert vc.iso_duration(delta) == text
+    assert vc.iso_duration(delta) == text == server_iso(delta)  # the server's own helper
     assert vc.iso_duration(pd.Timedelta(delta)) == text
     assert pd.Timedelta(text) == delta
-    if delta.microseconds == 0:
-        assert server_iso(delta) == text
+
+
+@pytest.mark.parametrize("delta", [timedelta(milliseconds=500), timedelta(0), timedelta(-1)])
+def test_iso_durations_the_api_refuses(delta: timedelta) -> None:
+    # the API takes whole, positive seconds: refused before anything is sent
+    with pytest.raises(ValueError, match=r"positive|whole number of seconds"):
+        vc.iso_duration(delta)
 
 
 # =========================================================================================
@@ -315,8 +329,8 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> httpx.Respons
     [
         (401, vc.AuthenticationError, VppApiError),
         (403, vc.PermissionDeniedError, VppApiError),
-        (404, vc.NotFoundError, errors.NotFoundError),
-        (409, vc.ConflictError, errors.ConflictError),
+        (404, vc.ApiNotFoundError, errors.NotFoundError),
+        (409, vc.ApiConflictError, errors.ConflictError),
         (500, vc.ServerError, VppApiError),
         (503, vc.ServerError, VppApiError),
         (418, VppApiError, errors.VppError),
@@ -1406,3 +1420,117 @@ def test_progress_bar_uses_the_servers_cap_and_shows_the_phase() -> None:
     assert "[###############...............]  20/40 running iterating" in lines[3]
     assert " 31/40 running finalising" in lines[4]
     assert lines[-1].endswith(" 31/40 finished")
+
+
+# =========================================================================================
+# Sensor reads longer than one read may cover (issue 11): the client pages
+# =========================================================================================
+@pytest.fixture
+def small_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """The server's VPP_MAX_SENSOR_POINTS set to 10 for one test."""
+    from vpp.settings import get_settings
+
+    monkeypatch.setenv("VPP_MAX_SENSOR_POINTS", "10")
+    get_settings.cache_clear()
+    yield 10
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_series_reads_a_long_range_in_pages(live: LiveServer, small_reads: int) -> None:
+    start = pd.Timestamp("2026-03-02", tz="Europe/Amsterdam")
+    end = start + pd.Timedelta(hours=24)
+    hourly = np.arange(24.0) * 1.5
+    with Client(live.url, token=live.token) as c:
+        sensor = c.create_sensor("load", "kW", resolution="PT1H")["id"]
+        index = pd.date_range(start, periods=24, freq="h")
+        c.upload_series(sensor, pd.Series(hourly, index=index))
+        # one read of the whole range is refused...
+        raw = c._http.get(f"/api/v1/sensors/{sensor}/data",
+                          params={"start": start.isoformat(), "end": end.isoformat()})
+        assert raw.status_code == 422 and raw.json()["limit"] == "max-sensor-points"
+        # ...so the client reads it in pages of at most 10 points
+        sent: list[httpx.Request] = []
+        c._http.event_hooks["request"] = [sent.append]
+        back = c.series(sensor, start, end)
+        limits = [r.url.params.get("limit") for r in sent]
+        assert limits == [None, "10", "10", "10"]  # refused, then 10 + 10 + 4 values
+        coarse = c.series(sensor, start, end, resolution="PT2H")  # 5 values: 10 points
+        # 15-minute values, 10 points a read: pages of 8, two whole stored hours each
+        fine = c.series(sensor, start, end, resolution="PT15M")
+        assert [r.url.params.get("limit") for r in sent[4:]] == [
+            None, None, "5", "5", "5", None, None, *["8"] * 12]  # fmt: skip
+        assert {r.url.path for r in sent if "limit" not in r.url.params} == {
+            f"/api/v1/sensors/{sensor}/data", "/api/v1/sensors"}  # the sensor's resolution
+    assert back.index.equals(index) and back.tolist() == hourly.tolist()
+    assert back.attrs["unit"] == "kW" and back.name == sensor
+    assert coarse.tolist() == hourly.reshape(12, 2).mean(axis=1).tolist()
+    assert coarse.index.equals(pd.date_range(start, periods=12, freq="2h", name="datetime"))
+    assert fine.tolist() == np.repeat(hourly, 4).tolist() and len(fine.index) == 96
+
+
+def test_series_pages_only_when_the_server_refuses_for_its_point_limit() -> None:
+    def refuse(limit: str) -> httpx.Response:
+        return problem(422, "Limit exceeded", "too many", type="urn:vpp:error:LimitExceededError",
+                       errors=[{"field": "end", "message": "too many"}], limit=limit, maximum=2)
+
+    other = Recorder(lambda r: refuse("max-job-steps"))
+    with pytest.raises(vc.InvalidRequestError) as caught:
+        make_client(other).series(5, START, "2026-03-02T01:00:00+01:00")
+    assert caught.value.limit == "max-job-steps" and caught.value.maximum == 2
+    assert len(other.requests) == 1  # another limit: raised as it is
+
+    def paged(request: httpx.Request) -> httpx.Response:
+        if "limit" not in request.url.params:
+            return refuse("max-sensor-points")
+        first = datetime.fromisoformat(request.url.params["start"])
+        count = min(int(request.url.params["limit"]), 3 - (first.minute // 20))
+        end = first + timedelta(minutes=20 * count)
+        return httpx.Response(200, json={
+            "sensor": 5, "start": first.isoformat(), "end": end.isoformat(),
+            "resolution": "PT20M", "unit": "kW",
+            "values": [first.minute + 20.0 * k for k in range(count)],
+            "next": end.isoformat() if end.minute else None})
+
+    rec = Recorder(paged)
+    got = make_client(rec).series(5, START, "2026-03-02T01:00:00+01:00")
+    assert got.tolist() == [0.0, 20.0, 40.0]
+    assert [r.url.params.get("limit") for r in rec.requests] == [None, "2", "2"]
+    assert rec.requests[2].url.params["start"] == "2026-03-02T00:40:00+01:00"
+
+
+# =========================================================================================
+# One definition per method; one progress bar
+# =========================================================================================
+def test_both_clients_have_every_operation_with_its_signature() -> None:
+    import inspect
+
+    from vpp.client import operations
+
+    names = [op.__name__ for op in operations.METHODS]
+    for cls in (Client, AsyncClient):
+        methods = {n for n, v in vars(cls).items() if callable(v) and not n.startswith("_")}
+        assert methods - {"close", "aclose"} == set(names)
+        for op in operations.METHODS:
+            method = getattr(cls, op.__name__)
+            assert method.__doc__ == op.__doc__
+            params = list(inspect.signature(method).parameters.values())
+            assert params[1:] == list(inspect.signature(op).parameters.values())
+    assert inspect.iscoroutinefunction(AsyncClient.series)
+    assert not inspect.iscoroutinefunction(Client.series)
+
+
+def test_the_progress_bar_also_draws_a_local_admm_run() -> None:
+    """``vpp portfolio`` draws ``vpp.admm.Progress`` entries (snake_case) with the same bar."""
+    stream = io.StringIO()
+    bar = vc.ProgressBar(" ", 40, stream=stream)
+    for k in range(1, 13):
+        bar.step({"iteration": k, "primal_residual": 1.0 / k, "dual_residual": 0.5 / k,
+                  "rho": 0.25, "objective": 100.0 + k, "lower_bound": 99.0 if k > 10 else None})
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert [int(line.split("]")[1].split("/")[0]) for line in lines] == [1, 10]
+    assert lines[1] == (
+        "  ADMM [#######.......................]  10/40 r=1.00e-01 s=5.00e-02 rho=2.50e-01 "
+        "cost=110.00 EUR"
+    )
