@@ -9,7 +9,9 @@ written in the transaction that marks it ``finished`` (:func:`store_outcome`). T
 * ``portfolio`` over REST: the portfolio runner solves it (ADMM on Ray or centralised, see
   :mod:`actors.job_worker`), then its result is stored here;
 * ``portfolio`` from UFTP: an ordered FlexOffer's reschedule, solved by the UFTP handler and
-  recorded at once (:func:`record_portfolio_job`).
+  recorded at once (:func:`record_portfolio_job`);
+* ``redispatch-bid``: a GOPACS bid, computed by its route and recorded at once with the
+  schedule that delivers it (:func:`record_bid_job`).
 
 Schedule rows come from the result JSON (:func:`schedule_rows`), the same for all kinds, so a
 REST portfolio job and a UFTP reschedule of the same sites store the same rows. A site with a
@@ -45,11 +47,14 @@ __all__ = [
     "StoredRun",
     "execute_job",
     "fail_job",
+    "record_bid_job",
+    "record_job",
     "record_portfolio_job",
     "run_site_job",
     "schedule_rows",
     "site_devices",
     "store_outcome",
+    "store_schedules",
 ]
 
 logger = logging.getLogger(__name__)
@@ -98,19 +103,30 @@ def store_outcome(
     result: dict[str, Any],
     sites: Mapping[str, Site] | None = None,
 ) -> None:
-    """Store ``result`` as ``job``'s outcome: its schedule rows (:func:`schedule_rows`)
-    and the job ``finished`` with the result. ``sites``: the stored site of each portfolio
-    entry (entries missing here are inline sites); a single-site job's site is ``job.site_id``."""
-    start = _TIME.validate_python(result["start"])
-    resolution = _DURATION.validate_python(result["resolution"])
+    """Store ``result`` (a site's or a portfolio's schedule) as ``job``'s outcome: its
+    schedule rows and the job ``finished`` with the result."""
+    store_schedules(session, job, result, sites)
+    repo.set_job_status(session, job.id, "finished", result=result)
+
+
+def store_schedules(
+    session: Session,
+    job: SchedulingJob,
+    schedule: Mapping[str, Any],
+    sites: Mapping[str, Site] | None = None,
+) -> None:
+    """One schedule row per device and per site of ``schedule`` (:func:`schedule_rows`).
+    ``sites``: the stored site of each portfolio entry (entries missing here are inline
+    sites); a single-site job's site is ``job.site_id``."""
+    start = _TIME.validate_python(schedule["start"])
+    resolution = _DURATION.validate_python(schedule["resolution"])
     own = session.get(Site, job.site_id) if job.site_id is not None else None
-    for row in schedule_rows(result):
+    for row in schedule_rows(schedule):
         site, name = _placed(row, own, sites or {})
         repo.save_schedule(
             session, site=site, job=job, device_name=name, start=start,
             resolution=resolution, values=row.values, unit="kW",
         )
-    repo.set_job_status(session, job.id, "finished", result=result)
 
 
 def _placed(
@@ -258,6 +274,28 @@ def run_site_job(
     return StoredRun(job_id, schedule, problem)
 
 
+def record_job(
+    session: Session,
+    kind: str,
+    request: dict[str, Any],
+    result: dict[str, Any],
+    *,
+    account_id: int | None,
+    sites: Mapping[str, Site],
+    schedule: Mapping[str, Any] | None,
+) -> str:
+    """A job solved outside the runner, at once, stored as :func:`execute_job` stores a
+    queued one: the request, the result and the rows of ``schedule`` (the part of the
+    result that is a schedule; None: none); the finished job's id."""
+    account = session.get(repo.Account, account_id) if account_id is not None else None
+    job = repo.create_job(session, kind, request, account=account)
+    repo.set_job_status(session, job.id, "running")
+    if schedule is not None:
+        store_schedules(session, job, schedule, sites)
+    repo.set_job_status(session, job.id, "finished", result=result)
+    return str(job.id)
+
+
 def record_portfolio_job(
     session: Session,
     request: dict[str, Any],
@@ -267,9 +305,21 @@ def record_portfolio_job(
     sites: Mapping[str, Site],
 ) -> str:
     """A portfolio solved outside the runner (a UFTP reschedule) as a finished portfolio
-    job with its schedules, stored as :func:`execute_job` stores a REST one; its id."""
-    account = session.get(repo.Account, account_id) if account_id is not None else None
-    job = repo.create_job(session, "portfolio", request, account=account)
-    repo.set_job_status(session, job.id, "running")
-    store_outcome(session, job, result, sites)
-    return str(job.id)
+    job with its schedules; its id."""
+    return record_job(session, "portfolio", request, result, account_id=account_id,
+                      sites=sites, schedule=result)
+
+
+def record_bid_job(
+    session: Session,
+    announcement: dict[str, Any],
+    bid: dict[str, Any],
+    *,
+    account_id: int | None,
+    sites: Mapping[str, Site],
+) -> str:
+    """A GOPACS redispatch bid as a finished ``redispatch-bid`` job: the announcement as its
+    request, the bid as its result, and the schedule that delivers the bid (none when
+    nothing is deliverable) as its schedule rows; its id."""
+    return record_job(session, "redispatch-bid", announcement, bid, account_id=account_id,
+                      sites=sites, schedule=bid.get("schedule"))

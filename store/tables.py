@@ -35,8 +35,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 ACCOUNT_KINDS: Final = ("aggregator", "consultancy", "dso")
-DEVICE_TYPES: Final = ("storage", "heat", "shiftable", "generation", "inflexible")
-JOB_KINDS: Final = ("storage", "shifting", "portfolio")
+JOB_KINDS: Final = ("storage", "shifting", "portfolio", "redispatch-bid")
 JOB_STATUSES: Final = ("queued", "running", "finished", "failed", "cancelled")
 USER_ROLES: Final = ("admin", "operator", "viewer")
 
@@ -148,13 +147,15 @@ class Site(Base):
 
 
 class Device(Base):
-    """A flexible (or inflexible) asset behind a site's connection, with its flex-model."""
+    """A flexible (or inflexible) asset behind a site's connection, with its flex-model.
+
+    ``type`` is the asset kind, unchecked here: the kinds are vpp's (``vpp.assets``), and
+    requests are validated against them before they are stored (migration 0008 dropped the
+    CHECK constraint, so adding a kind needs no migration).
+    """
 
     __tablename__ = "devices"
-    __table_args__ = (
-        UniqueConstraint("site_id", "name"),
-        CheckConstraint(_in("type", DEVICE_TYPES), name="type"),
-    )
+    __table_args__ = (UniqueConstraint("site_id", "name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), index=True)
@@ -537,7 +538,6 @@ class AdmmCheckpoint(Base):
 
 __all__ = [
     "ACCOUNT_KINDS",
-    "DEVICE_TYPES",
     "JOB_KINDS",
     "JOB_STATUSES",
     "UFTP_DIRECTIONS",

@@ -7,31 +7,77 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AwareDatetime,
-    BeforeValidator,
     Field,
+    PlainValidator,
+    SerializeAsAny,
+    TypeAdapter,
     ValidationInfo,
     field_validator,
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from vpp.device import PowerSeries, PriceSeries, Spec
+from vpp import assets
+from vpp.device import DeviceSpec, PowerSeries, PriceSeries, Spec
 from vpp.errors import FieldIssue, RequestValidationError
-from vpp.generation import GenerationSpec, InflexibleSpec
-from vpp.heat import HeatSpec
-from vpp.shiftable import ShiftableSpec
-from vpp.storage import StorageSpec
 from vpp.timeseries import Horizon, iso_duration
+
+__all__ = [
+    "DEVICE_TYPES",  # noqa: F822 (read from the registry by the module's __getattr__)
+    "DeviceSpecs",  # noqa: F822
+    "FlexContext",
+    "FlexModel",
+    "ScheduleRequest",
+    "TimeWindow",
+    "device_specs",
+    "format_path",
+    "issues_from_pydantic",
+    "parse_request",
+    "validate",
+]
 
 SpecT = TypeVar("SpecT", bound=Spec)
 
-DEVICE_TYPES = ("storage", "heat", "shiftable", "generation", "inflexible")
 
-DeviceSpecs = StorageSpec | HeatSpec | ShiftableSpec | GenerationSpec | InflexibleSpec
+def device_specs() -> Any:
+    """The request union of every registered asset kind (:mod:`vpp.assets`), discriminated
+    on ``type``: ``Annotated[StorageSpec | HeatSpec | ..., Field(discriminator="type")]``."""
+    return _union(tuple(kind.spec for kind in assets.kinds()))
+
+
+def _union(specs: tuple[type[DeviceSpec], ...]) -> Any:
+    union = functools.reduce(operator.or_, specs)
+    return Annotated[union, Field(discriminator="type")]
+
+
+def __getattr__(name: str) -> Any:
+    """``DEVICE_TYPES`` and ``DeviceSpecs`` are read from the registry when asked for, so a
+    kind registered later is in them too."""
+    if name == "DEVICE_TYPES":
+        return assets.names()
+    if name == "DeviceSpecs":
+        return device_specs()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.lru_cache(maxsize=16)
+def _adapter(specs: tuple[type[DeviceSpec], ...]) -> TypeAdapter[list[DeviceSpec]]:
+    """The validator of a device list for one set of kinds (built once per set)."""
+    adapter: TypeAdapter[list[DeviceSpec]] = TypeAdapter(list[_union(specs)])  # type: ignore[misc]
+    return adapter
+
+
+def _validate_devices(raw: Any) -> list[DeviceSpec]:
+    """Validate a flex-model with the union of the kinds registered now. Its errors are
+    pydantic's own (``flex-model[0].storage.soc-max``, tags dropped by :func:`format_path`)."""
+    specs = tuple(kind.spec for kind in assets.kinds())
+    return _adapter(specs).validate_python(_as_device_list(raw))
 
 
 def _as_device_list(raw: Any) -> Any:
@@ -45,10 +91,8 @@ def _as_device_list(raw: Any) -> Any:
     return raw
 
 
-FlexModel = Annotated[
-    list[Annotated[DeviceSpecs, Field(discriminator="type")]],
-    BeforeValidator(_as_device_list),
-]
+FlexModel = Annotated[list[SerializeAsAny[DeviceSpec]], PlainValidator(_validate_devices)]
+"""A flex-model: one device object or a list of them, each of a registered kind."""
 
 
 class FlexContext(Spec):
@@ -107,7 +151,7 @@ class ScheduleRequest(TimeWindow):
 
     @field_validator("flex_model")
     @classmethod
-    def _unique_names(cls, devices: list[DeviceSpecs]) -> list[DeviceSpecs]:
+    def _unique_names(cls, devices: list[DeviceSpec]) -> list[DeviceSpec]:
         names = [d.label for d in devices]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -161,7 +205,7 @@ def format_path(loc: tuple[int | str, ...]) -> str:
 
 def _is_tag(part: str, before: int | str | None) -> bool:
     """pydantic's union/validator tags in an error location, not field names."""
-    device_tag = part in DEVICE_TYPES and isinstance(before, int)
+    device_tag = part in assets.names() and isinstance(before, int)
     target_tag = part in ("congestion", "market") and before == "target"
     return (
         device_tag

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
-from vpp import generation, heat, shiftable, storage
+from vpp import assets
 from vpp.device import Common, DeviceSpec, DeviceVars, apply_common, resolve_common
 from vpp.errors import FieldIssue, InfeasibleError, RequestValidationError, VppError
 from vpp.exclusive import Exclusivity
@@ -39,19 +39,19 @@ from vpp.linear import INF, LinearModel, Term
 from vpp.qp import OsqpProx
 from vpp.request import FlexContext, ScheduleRequest, parse_request
 from vpp.solver import HighsSolver
-from vpp.timeseries import Horizon, iso_duration
+from vpp.timeseries import Horizon, Series, iso_duration
+
+__all__ = [
+    "DeviceSeries",
+    "SiteInputs",
+    "SiteProblem",
+    "SiteSchedule",
+    "resolve_site",
+    "schedule",
+    "validate_site_request",
+]
 
 logger = logging.getLogger(__name__)
-
-
-# kind -> (resolve, precheck or None, formulate)
-_MODULES: dict[str, tuple[Callable[..., Any], Callable[..., None] | None, Callable[..., Any]]] = {
-    "storage": (storage.resolve, storage.precheck, storage.formulate),
-    "heat": (heat.resolve, storage.precheck, heat.formulate),
-    "shiftable": (shiftable.resolve, None, shiftable.formulate),  # checks its window itself
-    "generation": (generation.resolve_generation, None, generation.formulate_generation),
-    "inflexible": (generation.resolve_inflexible, None, generation.formulate_inflexible),
-}
 
 
 @dataclass
@@ -64,7 +64,7 @@ class SiteInputs:
     consumption_capacity: np.ndarray  # kW, inf when unlimited
     production_capacity: np.ndarray
     inflexible: np.ndarray  # kW, sum of flex-context inflexible-devices
-    devices: Sequence[tuple[DeviceSpec, Common, Any]]  # spec, shared fields, module params
+    devices: Sequence[tuple[DeviceSpec, Common, Any]]  # spec, shared fields, the kind's params
     capacity_source: tuple[str, str] = ("site-consumption-capacity", "site-production-capacity")
 
 
@@ -79,7 +79,7 @@ def resolve_site(request: ScheduleRequest) -> SiteInputs:
         path = f"flex-model[{i}]"
         try:
             common = resolve_common(spec, horizon, path)
-            params = _MODULES[spec.type][0](spec, horizon, common, path)
+            params = assets.get(spec.type).resolve(spec, horizon, common, path)
         except RequestValidationError as err:
             issues.extend(err.issues)
             continue
@@ -99,7 +99,7 @@ def _resolve_context(
     n = horizon.steps
 
     def series(name: str, default: float) -> np.ndarray:
-        value = getattr(ctx, name.replace("-", "_"))
+        value: Series | None = getattr(ctx, name.replace("-", "_"))
         if value is None:
             return np.full(n, default)
         try:
@@ -151,18 +151,35 @@ def _resolve_context(
     )
 
 
+@dataclass(frozen=True)
+class DeviceSeries:
+    """A result series of a device besides its power (its kind's result fields)."""
+
+    values: np.ndarray
+    unit: str
+
+
 @dataclass
 class SiteSchedule:
-    """A solved schedule: per-device power (and SoC), site power, cost."""
+    """A solved schedule: per-device power and result fields (SoC), site power, cost."""
 
     horizon: Horizon
     device_power: dict[str, np.ndarray]
-    device_soc: dict[str, np.ndarray]
+    device_results: dict[str, dict[str, DeviceSeries]]  # device -> key ("soc") -> series
     device_kind: dict[str, str]
     site_power: np.ndarray
     cost: float  # EUR, energy cost as defined in the module docstring
     objective: float  # solver objective incl. any ADMM terms
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device_soc(self) -> dict[str, np.ndarray]:
+        """The ``soc`` result of every device that has one (kWh per instant)."""
+        return {
+            name: results["soc"].values
+            for name, results in self.device_results.items()
+            if "soc" in results
+        }
 
     def to_json(self) -> dict[str, Any]:
         def series(values: np.ndarray, unit: str) -> dict[str, Any]:
@@ -175,8 +192,8 @@ class SiteSchedule:
                 "type": self.device_kind[name],
                 "power": series(power, "kW"),
             }
-            if name in self.device_soc:
-                entry["soc"] = series(self.device_soc[name], "kWh")
+            for key, result in self.device_results.get(name, {}).items():
+                entry[key] = series(result.values, result.unit)
             devices.append(entry)
         return {
             "status": "finished",
@@ -224,7 +241,7 @@ class SiteProblem:
         least = inp.inflexible + sum((r[0] for r in ranges), 0.0)
         most = inp.inflexible + sum((r[1] for r in ranges), 0.0)
         for (spec, _common, params), (d_least, d_most) in zip(inp.devices, ranges, strict=True):
-            check = _MODULES[spec.type][1]
+            check = assets.get(spec.type).precheck
             if check is not None:
                 site_upper = inp.consumption_capacity - (least - d_least)
                 site_lower = -inp.production_capacity - (most - d_most)
@@ -233,7 +250,7 @@ class SiteProblem:
     def _build(self) -> None:
         inp, lm, n, dt = self.inputs, self.model, self.horizon.steps, self.horizon.dt
         for spec, common, params in inp.devices:
-            dv = _MODULES[spec.type][2](params, lm, self.horizon)
+            dv = assets.get(spec.type).formulate(params, lm, self.horizon)
             apply_common(lm, dv, common)
             self.devices.append((dv, common))
             self.charge_discharge.pairs += [(a, b, dv.name) for a, b in dv.exclusive]
@@ -306,7 +323,7 @@ class SiteProblem:
 
     def _power_bound(self) -> np.ndarray:
         """A finite bound on |import| and |export|, for the big-M of exclusivity rows."""
-        bound = np.abs(self.inputs.inflexible)
+        bound: np.ndarray = np.abs(self.inputs.inflexible)
         for least, most in self._ranges():
             bound = bound + np.maximum(np.abs(least), np.abs(most))
         return bound
@@ -494,20 +511,25 @@ class SiteProblem:
     def _schedule(self, x: np.ndarray, objective: float) -> SiteSchedule:
         dt = self.horizon.dt
         inp = self.inputs
-        powers, socs, kinds = {}, {}, {}
+        powers: dict[str, np.ndarray] = {}
+        results: dict[str, dict[str, DeviceSeries]] = {}
+        kinds: dict[str, str] = {}
         settled = x[self.power].copy()
         cost = 0.0
         for dv, common in self.devices:
             p = dv.power(x)
             powers[dv.name], kinds[dv.name] = p, dv.kind
-            if dv.soc is not None:
-                socs[dv.name] = x[dv.soc]
+            results[dv.name] = {}
+            for result_field in assets.get(dv.kind).result_fields:
+                values = result_field.read(dv, x)
+                if values is not None:
+                    results[dv.name][result_field.key] = DeviceSeries(values, result_field.unit)
             if common.own_prices:
                 settled -= p
                 cost += _energy_cost(p, common.consumption_price, common.production_price, dt)
         cost += _energy_cost(settled, inp.consumption_price, inp.production_price, dt)
         return SiteSchedule(
-            self.horizon, powers, socs, kinds, x[self.power].copy(), cost, objective
+            self.horizon, powers, results, kinds, x[self.power].copy(), cost, objective
         )
 
     # -- diagnosis -------------------------------------------------------------------

@@ -36,10 +36,13 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import AwareDatetime
 
+from vpp.assets.registry import AssetKind
 from vpp.device import Common, DeviceSpec, DeviceVars, PowerSeries
 from vpp.errors import InfeasibleError, RequestValidationError
 from vpp.linear import LinearModel
 from vpp.timeseries import Horizon
+
+__all__ = ["KIND", "ShiftableParams", "ShiftableSpec", "formulate", "precheck", "resolve"]
 
 
 class ShiftableSpec(DeviceSpec):
@@ -239,3 +242,8 @@ def _breakable(p: ShiftableParams, lm: LinearModel, power: np.ndarray, n: int) -
     cols[window, :] = grid.T
     coefs = -np.broadcast_to(p.profile[None, :], cols.shape)
     lm.add_rows("process-power", [(1.0, power), (coefs, cols)], 0.0, 0.0, device=p.name)
+
+
+# no site precheck: formulate checks the process window itself (which start fits the
+# connection's capacity is the decision, left to the solver)
+KIND = AssetKind(name="shiftable", spec=ShiftableSpec, resolve=resolve, formulate=formulate)

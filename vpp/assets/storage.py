@@ -29,6 +29,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
+from vpp.assets.registry import SOC, AssetKind
 from vpp.device import (
     Common,
     DeviceSpec,
@@ -43,6 +44,19 @@ from vpp.device import (
 from vpp.errors import FieldIssue, InfeasibleError, RequestValidationError
 from vpp.linear import LinearModel
 from vpp.timeseries import Horizon, Instants, Series
+
+__all__ = [
+    "KIND",
+    "TOLERANCE",
+    "StorageParams",
+    "StorageSpec",
+    "bounds_from_instants",
+    "formulate",
+    "precheck",
+    "resolve",
+    "series_or",
+    "storage_efficiency",
+]
 
 TOLERANCE = 1e-6  # kWh: what a reachability check forgives (solver tolerance)
 
@@ -406,3 +420,13 @@ def formulate(p: StorageParams, lm: LinearModel, horizon: Horizon) -> DeviceVars
         dv.exclusive.append((charge, discharge))
     dv.extra["bound_source"] = (p.lower_source, p.upper_source)
     return dv
+
+
+KIND = AssetKind(
+    name="storage",
+    spec=StorageSpec,
+    resolve=resolve,
+    precheck=precheck,
+    formulate=formulate,
+    result_fields=(SOC,),
+)

@@ -18,6 +18,15 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
+from vpp.assets.registry import SOC, AssetKind
+from vpp.assets.storage import (
+    StorageParams,
+    bounds_from_instants,
+    precheck,
+    series_or,
+    storage_efficiency,
+)
+from vpp.assets.storage import formulate as formulate_storage
 from vpp.device import (
     Common,
     DeviceSpec,
@@ -30,9 +39,9 @@ from vpp.device import (
 )
 from vpp.errors import FieldIssue, RequestValidationError
 from vpp.linear import LinearModel
-from vpp.storage import StorageParams, bounds_from_instants, series_or, storage_efficiency
-from vpp.storage import formulate as formulate_storage
 from vpp.timeseries import Horizon
+
+__all__ = ["KIND", "HeatSpec", "formulate", "resolve"]
 
 
 class HeatSpec(DeviceSpec):
@@ -101,3 +110,14 @@ def formulate(p: StorageParams, lm: LinearModel, horizon: Horizon) -> DeviceVars
     dv = formulate_storage(p, lm, horizon)
     dv.kind = "heat"
     return dv
+
+
+# the buffer's reachability is the storage's: the same params, the same check
+KIND = AssetKind(
+    name="heat",
+    spec=HeatSpec,
+    resolve=resolve,
+    precheck=precheck,
+    formulate=formulate,
+    result_fields=(SOC,),
+)
