@@ -43,6 +43,7 @@ from store.tables import (
     portfolio_sites,
     utcnow,
 )
+from vpp.errors import AuthenticationError, ConflictError, NotFoundError
 
 __all__ = [
     "DEVICE_TYPE_LENGTH",
@@ -104,11 +105,13 @@ TOKEN_TOUCH_INTERVAL: Final = timedelta(minutes=1)
 """``last_used_at`` of a token is written at most this often (not on every request)."""
 
 
-class RecordNotFoundError(LookupError):
+# The store's errors are in vpp's one tree (vpp.errors), so the API renders them as any
+# other (404, 409, 401); they stay LookupError/ValueError for code that catches those.
+class RecordNotFoundError(NotFoundError, LookupError):
     """No record of the requested kind has the given id."""
 
 
-class RecordExistsError(ValueError):
+class RecordExistsError(ConflictError, ValueError):
     """A record with that name already exists where names must be unique."""
 
 
@@ -116,11 +119,11 @@ class JobNotFoundError(RecordNotFoundError):
     """No scheduling job has the given id."""
 
 
-class RevokedTokenError(ValueError):
+class RevokedTokenError(AuthenticationError, ValueError):
     """A configured token (``VPP_ADMIN_TOKEN``) was revoked: it no longer authenticates."""
 
 
-class InvalidJobTransitionError(ValueError):
+class InvalidJobTransitionError(ConflictError, ValueError):
     """The job cannot move from its current status to the requested one."""
 
 

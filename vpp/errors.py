@@ -12,6 +12,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+__all__ = [
+    "AuthenticationError",
+    "ConflictError",
+    "FieldIssue",
+    "InfeasibleError",
+    "LimitExceededError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RequestValidationError",
+    "ServiceUnavailableError",
+    "SiteFailedError",
+    "SolverError",
+    "VppError",
+]
+
 
 class VppError(Exception):
     """Base of every error vpp raises on purpose."""
@@ -167,3 +183,24 @@ class PayloadTooLargeError(VppError):
 
     http_status = 413
     title = "Request body too large"
+
+
+class AuthenticationError(VppError):
+    """No usable credentials: a missing, malformed, unknown or revoked API token."""
+
+    http_status = 401
+    title = "Not authenticated"
+
+
+class PermissionDeniedError(VppError):
+    """The caller is known but may not do this (a role or an account's limit)."""
+
+    http_status = 403
+    title = "Forbidden"
+
+
+class ServiceUnavailableError(VppError):
+    """A part of the service is not configured or not reachable now (e.g. UFTP)."""
+
+    http_status = 503
+    title = "Service unavailable"

@@ -35,19 +35,51 @@ from shapeshifter_uftp.uftp import (
 )
 from xsdata.models.datatype import XmlDate, XmlDuration
 
+from vpp.errors import ServiceUnavailableError, VppError
 from vpp.settings import get_settings
+
+__all__ = [
+    "VERSION",
+    "IspDay",
+    "RejectionError",
+    "UftpConfig",
+    "UftpNotConfiguredError",
+    "config",
+    "duration",
+    "expand",
+    "from_xml",
+    "is_configured",
+    "isp_day",
+    "new_id",
+    "now_text",
+    "parse_time",
+    "response_to",
+    "signed_envelope",
+    "snake_case",
+    "stamp",
+    "to_date",
+    "to_xml",
+    "type_name",
+    "xml_date",
+    "xml_duration",
+]
+
 
 logger = logging.getLogger(__name__)
 
 VERSION = "3.1.0"
 
 
-class UftpNotConfiguredError(RuntimeError):
+class UftpNotConfiguredError(ServiceUnavailableError):
     """``VPP_UFTP_DOMAIN`` or ``VPP_UFTP_SIGNING_KEY`` is not set."""
 
 
-class RejectionError(Exception):
-    """A functional rejection: answered with the message's response, Result=Rejected."""
+class RejectionError(VppError):
+    """A functional rejection: answered with the message's response, Result=Rejected (over
+    REST, where an operator triggers the message, a 409 with the reason)."""
+
+    http_status = 409
+    title = "Rejected"
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
