@@ -14,7 +14,7 @@ unconstrained peak). For every N, side by side in one run:
     the cost and the limit violation. It runs in a fresh (spawned) process after an untimed
     warm-up on a 2-home portfolio (pint's unit registry, HiGHS' banner), so the number is the
     solve, not the process' one-off costs, and its peak RSS is its own (``ru_maxrss``). When
-    HiGHS stops at vpp's 60 s MIP time limit the MIP gap it reports is recorded: the
+    HiGHS stops at the benchmark's 60 s MIP time limit the MIP gap it reports is recorded: the
     reference is then an incumbent, and ``cost * (1 - mip_gap)`` a lower bound on the optimum.
 ``admm``
     ``actors.run.run_portfolio(request, settings=..., pool_options=...)``, the request with
