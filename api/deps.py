@@ -7,10 +7,29 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
+from fastapi.dependencies.utils import get_flat_dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from store import repository as repo
+from vpp.errors import FieldIssue, RequestValidationError
+
+__all__ = [
+    "ROLE_RANK",
+    "AdminDep",
+    "Caller",
+    "CallerDep",
+    "KnownQuery",
+    "OperatorDep",
+    "SessionDep",
+    "bearer",
+    "get_caller",
+    "get_session",
+    "known_query",
+    "require",
+]
+
 
 ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
 
@@ -99,3 +118,24 @@ def require(role: str) -> Callable[[Caller], Caller]:
 
 OperatorDep = Annotated[Caller, Depends(require("operator"))]
 AdminDep = Annotated[Caller, Depends(require("admin"))]
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    return frozenset(p.alias for p in get_flat_dependant(route.dependant).query_params)
+
+
+def known_query(request: Request) -> None:
+    """A router dependency: a query parameter the route does not read is a 422 naming it.
+    Ignored, a mistyped filter (``?stauts=failed``) would answer everything."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    unknown = sorted(set(request.query_params) - _query_names(route))
+    if unknown:
+        raise RequestValidationError(
+            [FieldIssue(name, "is not a parameter of this operation") for name in unknown]
+        )
+
+
+KnownQuery = Depends(known_query)
+"""For ``APIRouter(dependencies=[KnownQuery])``."""

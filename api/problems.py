@@ -75,7 +75,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(FastApiValidationError)
     async def invalid(request: Request, err: FastApiValidationError) -> JSONResponse:
         errors = [
-            {
+            {"field": "body", "message": f"invalid JSON at character {e['loc'][-1]}"}
+            if e["type"] == "json_invalid"  # FastAPI's loc is (body, position): not a field
+            else {
                 "field": format_path(_field(tuple(e["loc"]))),
                 "message": e["msg"].removeprefix("Value error, "),
             }
@@ -92,6 +94,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        if err.status_code == 400 and isinstance(err.__cause__, UnicodeDecodeError):
+            # FastAPI's answer to a JSON body that is not UTF-8: invalid JSON, answered as
+            # FastAPI answers a syntax error (422), not with a 400 naming nothing
+            message = "invalid JSON: not UTF-8 text"
+            return problem(
+                422,
+                "Invalid request",
+                f"body: {message}",
+                request,
+                type="urn:vpp:error:RequestValidationError",
+                errors=[{"field": "body", "message": message}],
+            )
         titles = {
             401: "Unauthorized",
             403: "Forbidden",
@@ -144,7 +158,6 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 _DESCRIPTIONS = {
-    400: "the body could not be parsed",
     401: "no bearer token, or an unknown or revoked one",
     403: "your role may not do this",
     404: "no such thing in the accounts you see",
@@ -156,17 +169,47 @@ _DESCRIPTIONS = {
 }
 
 
-def _problem_response(status: int) -> dict[str, Any]:
+def _problem_response(status: int, description: str | None = None) -> dict[str, Any]:
     return {
-        "description": _DESCRIPTIONS.get(status, "problem"),
+        "description": description or _DESCRIPTIONS.get(status, "problem"),
         "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
 
 
+def errors(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=``: the error statuses it sends itself, each a problem+json.
+
+    ``errors(403, 404)``, or with a route's own wording ``errors(e409="the job is done")``.
+    What every route of a kind sends is added by :func:`document`: 401 with a bearer token,
+    413 with a body, 422 and 500 everywhere (an unknown query parameter; a bug, logged).
+    """
+    out: dict[int | str, dict[str, Any]] = {s: _problem_response(s) for s in statuses}
+    for key, text in described.items():
+        status = int(key.removeprefix("e"))
+        out[status] = _problem_response(status, text)
+    return out
+
+
+LINKS: dict[tuple[str, str, str], dict[str, tuple[str, str, dict[str, str]]]] = {}
+"""OpenAPI links: ``(method, path, status) -> {name: (method, path, parameters)}``, for
+stateful testing and for readers (what a created thing's id is good for). Filled by
+:func:`link`."""
+
+
+def link(
+    source: tuple[str, str, int], name: str, target: tuple[str, str], **parameters: str
+) -> None:
+    """Declare that ``target``'s ``parameters`` come from ``source``'s response (runtime
+    expressions such as ``$response.body#/id``)."""
+    method, path, status = source
+    LINKS.setdefault((method, path, str(status)), {})[name] = (*target, parameters)
+
+
 def document(app: FastAPI) -> None:
-    """Post-process the app's OpenAPI spec: the ``Problem`` schema, and problem+json for the
-    error statuses these handlers send (FastAPI's default ``HTTPValidationError`` 422 is
-    replaced: :func:`install` renders validation errors as problem+json)."""
+    """Post-process the app's OpenAPI spec: the ``Problem`` schema; problem+json for the
+    error statuses each route declares (:func:`errors`) and those every route of its kind
+    sends (FastAPI's default ``HTTPValidationError`` 422 is replaced: :func:`install`
+    renders validation errors as problem+json); the links of :data:`LINKS`."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -177,29 +220,35 @@ def document(app: FastAPI) -> None:
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
         schemas["Problem"] = PROBLEM_SCHEMA
-        for path, item in spec.get("paths", {}).items():
-            for method, op in item.items():
+        paths = spec.get("paths", {})
+        for path, item in paths.items():
+            for op in item.values():
                 if not isinstance(op, dict) or "responses" not in op:
                     continue
-                statuses = {413, 422, 500}  # the body limit, parsing, and the unexpected
+                statuses = {500}  # a bug: logged, answered without detail
+                if "422" in op["responses"] or path.startswith("/api/"):
+                    # FastAPI's: invalid parameters or body; ours: a query parameter the
+                    # route does not read (api.deps.known_query)
+                    statuses.add(422)
                 if "requestBody" in op:
-                    statuses.add(400)  # a body that is not JSON at all (FastAPI's own)
-                if path.startswith(("/shapeshifter/", "/api/v1/uftp/")):
-                    statuses.add(503)  # UFTP is not configured on this server
+                    statuses.add(413)  # api.limits.BodyLimit
                 if op.get("security"):
-                    statuses |= {401, 403, 404}  # roles; ids in paths, bodies, queries
-                    if method in ("post", "put", "delete"):
-                        statuses.add(409)
+                    statuses.add(401)
                 for status in statuses:
                     existing = op["responses"].get(str(status))
                     if existing is None or status == 422:
                         op["responses"][str(status)] = _problem_response(status)
-                    else:  # a route's own description stays; the body is a Problem
-                        existing.setdefault("content", {})
-                        existing["content"] = _problem_response(status)["content"]
                 for code, response in op["responses"].items():  # e.g. /ready's 503
-                    if code[:1] in "45" and "content" not in response:
+                    if code[:1] in "45" and not response.get("content"):
                         response["content"] = _problem_response(int(code))["content"]
+        for (method, path, code), links in LINKS.items():
+            paths[path][method.lower()]["responses"][code]["links"] = {
+                name: {
+                    "operationId": paths[target][target_method.lower()]["operationId"],
+                    "parameters": parameters,
+                }
+                for name, (target_method, target, parameters) in links.items()
+            }
         app.openapi_schema = spec
         return spec
 

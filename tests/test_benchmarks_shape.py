@@ -2,7 +2,8 @@
 
 Every function in ``benchmarks/*.py`` is at most ``MAX_LINES`` long (the few older ones
 listed in ``KNOWN_LONG`` may not grow); each benchmark's command line answers ``--help``;
-and ``portfolio_admm.py --from-raw`` renders its report from saved measurements, without Ray.
+``portfolio_admm.py --from-raw`` renders its report from saved measurements, without Ray;
+and the x-update profile (``admm_profile.py``) still runs against vpp's x-update.
 """
 
 from __future__ import annotations
@@ -142,3 +143,31 @@ def test_portfolio_admm_from_raw(tmp_path: Path) -> None:
     assert f"**{gap:+.4f} %**" in text
     assert "| ADMM wall ≤ 3x centralised at N = 3 (cap 5, fastest layout) | 50.0x" in text
     assert "Gap/time trade-off at N = 3 (lower iteration caps):" in text
+
+
+PROFILE_SMOKE = """
+from admm_measure import SEED, SHIFTABLE_SHARE
+from admm_profile import profile_shard
+from admm_report import profile_paragraphs, suggestions
+from vpp.examples import mixed_portfolio
+
+prof = profile_shard(mixed_portfolio(4, seed=SEED, shiftable_share=SHIFTABLE_SHARE), 2, None, 1, 1)
+prof.pop("cprofile_text")
+central = {4: {"cost": 1.0, "mip_gap": 0.0, "wall": 1.0}}
+text = "\\n\\n".join(profile_paragraphs(prof, []) + suggestions(central, [], prof, 5))
+assert "OSQP `solve()`, native" in text, text
+print(prof["phases"]["steady"]["whole"])
+"""
+
+
+def test_admm_profile_runs() -> None:
+    """The profiler calls vpp's x-update as it is now (it once broke on a new argument
+    unnoticed) and the report renders what it measures."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROFILE_SMOKE],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr

@@ -14,13 +14,15 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Response
 
-from api.deps import AdminDep, Caller, CallerDep, SessionDep
+from api import schemas
+from api.deps import AdminDep, Caller, CallerDep, KnownQuery, SessionDep
 from api.fields import IdPath, Name
+from api.problems import errors, link
 from store import Account, ApiToken, User
 from store import repository as repo
 from vpp.device import Spec
 
-router = APIRouter(prefix="/api/v1", tags=["accounts"])
+router = APIRouter(prefix="/api/v1", tags=["accounts"], dependencies=[KnownQuery])
 
 
 class AccountIn(Spec):
@@ -41,7 +43,7 @@ def account_json(a: Account) -> dict[str, Any]:
     return {"id": a.id, "name": a.name, "kind": a.kind, "parent": a.parent_account_id}
 
 
-@router.get("/me")
+@router.get("/me", response_model=schemas.Me)
 def me(caller: CallerDep, session: SessionDep) -> dict[str, Any]:
     account = session.get(Account, caller.account_id)
     assert account is not None
@@ -54,12 +56,20 @@ def me(caller: CallerDep, session: SessionDep) -> dict[str, Any]:
     }
 
 
-@router.get("/accounts")
+@router.get("/accounts", response_model=list[schemas.Account])
 def list_accounts(caller: CallerDep, session: SessionDep) -> list[dict[str, Any]]:
     return [account_json(a) for a in (session.get(Account, i) for i in caller.visible) if a]
 
 
-@router.post("/accounts", status_code=201)
+@router.post(
+    "/accounts",
+    status_code=201,
+    response_model=schemas.Account,
+    responses=errors(
+        e403="you are not an admin, or not of a consultancy account",
+        e409="an account of that name exists",
+    ),
+)
 def create_account(body: AccountIn, caller: AdminDep, session: SessionDep) -> dict[str, Any]:
     """A client account of the caller's consultancy account."""
     parent = session.get(Account, caller.account_id)
@@ -78,7 +88,12 @@ def _managed_account(session: Any, caller: Caller, account_id: int) -> Account:
     return account
 
 
-@router.post("/accounts/{account_id}/users", status_code=201)
+@router.post(
+    "/accounts/{account_id}/users",
+    status_code=201,
+    response_model=schemas.User,
+    responses=errors(403, 404, e409="the account has a user of that name"),
+)
 def create_user(
     account_id: IdPath, body: UserIn, caller: AdminDep, session: SessionDep
 ) -> dict[str, Any]:
@@ -90,14 +105,23 @@ def create_user(
     return {"id": user.id, "name": user.name, "role": user.role, "account": account.id}
 
 
-@router.get("/accounts/{account_id}/users")
+@router.get(
+    "/accounts/{account_id}/users",
+    response_model=list[schemas.User],
+    responses=errors(403, 404),
+)
 def list_users(account_id: IdPath, caller: AdminDep, session: SessionDep) -> list[dict[str, Any]]:
     account = _managed_account(session, caller, account_id)
     users = session.query(User).filter(User.account_id == account.id).order_by(User.id)
     return [{"id": u.id, "name": u.name, "role": u.role, "account": account.id} for u in users]
 
 
-@router.post("/users/{user_id}/tokens", status_code=201)
+@router.post(
+    "/users/{user_id}/tokens",
+    status_code=201,
+    response_model=schemas.Token,
+    responses=errors(403, 404),
+)
 def issue_token(
     user_id: IdPath, body: TokenIn, caller: AdminDep, session: SessionDep
 ) -> dict[str, Any]:
@@ -109,10 +133,20 @@ def issue_token(
     return {"id": row.id, "name": row.name, "user": user.id, "token": plain}
 
 
-@router.delete("/tokens/{token_id}", status_code=204)
+@router.delete("/tokens/{token_id}", status_code=204, responses=errors(403, 404))
 def revoke_token(token_id: IdPath, caller: AdminDep, session: SessionDep) -> Response:
     row = session.get(ApiToken, token_id)
     if row is None or not caller.may_see(row.user.account_id):
         raise HTTPException(404, f"no token {token_id}")
     repo.revoke_token(session, token_id)
     return Response(status_code=204)
+
+
+link(("POST", "/api/v1/accounts", 201), "CreateUser",
+     ("POST", "/api/v1/accounts/{account_id}/users"), account_id="$response.body#/id")
+link(("POST", "/api/v1/accounts", 201), "ListUsers",
+     ("GET", "/api/v1/accounts/{account_id}/users"), account_id="$response.body#/id")
+link(("POST", "/api/v1/accounts/{account_id}/users", 201), "IssueToken",
+     ("POST", "/api/v1/users/{user_id}/tokens"), user_id="$response.body#/id")
+link(("POST", "/api/v1/users/{user_id}/tokens", 201), "RevokeToken",
+     ("DELETE", "/api/v1/tokens/{token_id}"), token_id="$response.body#/id")

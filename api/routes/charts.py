@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import Field, TypeAdapter
 
 from api import problems
-from api.deps import CallerDep, SessionDep
+from api.deps import CallerDep, KnownQuery, SessionDep
 from api.routes.jobs import _visible_job
 from vpp.errors import VppError
 from vpp.portfolio import CongestionTarget, MarketTarget, PortfolioRequest, resolve_target
@@ -431,13 +431,16 @@ def _js(text: str) -> str:
 # -- routes -----------------------------------------------------------------------------------
 @router.get(
     "/api/v1/scheduling-job/{job_id}/chart",
+    dependencies=[KnownQuery],
     responses={
         200: {
             "description": "A Vega-Lite v5 spec, data inline",
-            "content": {"application/json": {}},
+            "content": {"application/json": {"schema": {"type": "object"}}},
         },
-        404: {"description": "No such job, or not visible to the caller"},
-        409: {"description": "The job is not finished (``job-status`` says what it is)"},
+        **problems.errors(
+            e404="No such job, or not visible to the caller",
+            e409="The job is not finished (`job-status` says what it is)",
+        ),
     },
 )
 def get_chart(

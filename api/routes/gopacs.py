@@ -19,14 +19,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 from sqlalchemy.orm import Session
 
-from api import congestion
-from api.deps import OperatorDep, SessionDep
+from api import congestion, schemas
+from api.deps import KnownQuery, OperatorDep, SessionDep
+from api.problems import errors
 from vpp.gopacs import bid_to_json, needed_volume, parse_redispatch, redispatch_bid, schedule_window
 from vpp.portfolio import validate_portfolio
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/v1/gopacs", tags=["gopacs"])
+router = APIRouter(prefix="/api/v1/gopacs", tags=["gopacs"], dependencies=[KnownQuery])
 
 Announcement = Annotated[
     dict[str, Any],
@@ -47,7 +48,11 @@ Announcement = Annotated[
 ]
 
 
-@router.post("/redispatch-bid")
+@router.post(
+    "/redispatch-bid",
+    response_model=schemas.RedispatchBid,
+    responses=errors(403, e404="no stored site behind the congestion point or EANs"),
+)
 def post_redispatch_bid(
     body: Announcement, caller: OperatorDep, session: SessionDep
 ) -> dict[str, Any]:

@@ -24,11 +24,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from sqlalchemy import text
 
-from api import problems
+from api import problems, schemas
+from api.deps import KnownQuery
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/v1", tags=["operations"])
+router = APIRouter(prefix="/api/v1", tags=["operations"], dependencies=[KnownQuery])
 
 CHECK_TIMEOUT_S = 3.0
 """A check that has not answered by then fails (probes must answer, never hang)."""
@@ -40,7 +41,7 @@ PASSING = frozenset({"ok", "not used"})
 _checks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ready-check")
 
 
-@router.get("/health")
+@router.get("/health", response_model=schemas.Health)
 def health() -> dict[str, str]:
     """Liveness: the API answers."""
     return {"status": "ok"}
@@ -48,7 +49,8 @@ def health() -> dict[str, str]:
 
 @router.get(
     "/ready",
-    responses={503: {"description": "a check failed; `checks` names it"}},
+    response_model=schemas.Ready,
+    responses=problems.errors(e503="a check failed; `checks` and `failing` name it"),
 )
 def ready(request: Request) -> Any:
     """Readiness: the database answers, Ray is connected and the job runner is alive."""

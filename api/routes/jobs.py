@@ -8,12 +8,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
-from pydantic import BaseModel
 
-from api import pages
-from api.deps import CallerDep, OperatorDep, SessionDep
+from api import pages, schemas
+from api.deps import CallerDep, KnownQuery, OperatorDep, SessionDep
 from api.fields import Id, IsoDateTime, is_id, reject_nul
 from api.limits import check_job, check_portfolio_sites
+from api.problems import errors, link
 from api.references import expand_sensors, expand_site, visible_site
 from api.uftp.flex import add_commitments
 from store import Portfolio, SchedulingJob, Site
@@ -23,7 +23,7 @@ from vpp.portfolio import validate_portfolio
 from vpp.site import validate_site_request
 from vpp.telemetry import inject
 
-router = APIRouter(prefix="/api/v1", tags=["scheduling jobs"])
+router = APIRouter(prefix="/api/v1", tags=["scheduling jobs"], dependencies=[KnownQuery])
 
 Json = Annotated[
     dict[str, Any],
@@ -57,10 +57,11 @@ Json = Annotated[
 ]
 
 
-class JobAccepted(BaseModel):
-    job: str
-    status: str
+JobAccepted = schemas.JobAccepted
 
+# what a job's POST reads: a stored site, portfolio or sensor named in the body may be
+# another account's or missing (404); the caller must be an operator (403)
+_POST_ERRORS = errors(403, 404)
 
 def _accept(
     request: Request,
@@ -89,7 +90,8 @@ def _accept(
     return JobAccepted(job=job_id, status="queued")
 
 
-@router.post("/scheduling-job/storage", status_code=202, response_model=JobAccepted)
+@router.post("/scheduling-job/storage", status_code=202, response_model=JobAccepted,
+             responses=_POST_ERRORS)
 def post_storage(
     body: Json, request: Request, response: Response, caller: OperatorDep, session: SessionDep
 ) -> JobAccepted:
@@ -102,7 +104,8 @@ def post_storage(
     return _accept(request, response, caller, session, "storage", expanded, site=site)
 
 
-@router.post("/scheduling-job/shifting", status_code=202, response_model=JobAccepted)
+@router.post("/scheduling-job/shifting", status_code=202, response_model=JobAccepted,
+             responses=_POST_ERRORS)
 def post_shifting(
     body: Json, request: Request, response: Response, caller: OperatorDep, session: SessionDep
 ) -> JobAccepted:
@@ -125,7 +128,8 @@ def post_shifting(
     return _accept(request, response, caller, session, "shifting", expanded, site=site)
 
 
-@router.post("/scheduling-job/portfolio", status_code=202, response_model=JobAccepted)
+@router.post("/scheduling-job/portfolio", status_code=202, response_model=JobAccepted,
+             responses=_POST_ERRORS)
 def post_portfolio(
     body: Json, request: Request, response: Response, caller: OperatorDep, session: SessionDep
 ) -> JobAccepted:
@@ -175,7 +179,12 @@ def _visible_job(session: Any, caller: Any, job_id: str) -> SchedulingJob:
     return job
 
 
-@router.get("/scheduling-job/{job_id}")
+@router.get(
+    "/scheduling-job/{job_id}",
+    response_model=schemas.Job,
+    response_model_exclude_unset=True,
+    responses=errors(404),
+)
 def get_job(job_id: str, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
     """Status, progress while running, the result when finished, the error when failed."""
     job = _visible_job(session, caller, job_id)
@@ -198,7 +207,11 @@ def get_job(job_id: str, caller: CallerDep, session: SessionDep) -> dict[str, An
     return body
 
 
-@router.delete("/scheduling-job/{job_id}", status_code=204)
+@router.delete(
+    "/scheduling-job/{job_id}",
+    status_code=204,
+    responses=errors(403, 404, e409="the job has an outcome already; it cannot be cancelled"),
+)
 def delete_job(job_id: str, caller: OperatorDep, session: SessionDep) -> Response:
     """Cancel a job that is not computed yet; 409 once it has an outcome."""
     job = _visible_job(session, caller, job_id)
@@ -214,7 +227,7 @@ JobStatus = Literal["queued", "running", "finished", "failed", "cancelled"]
 JobKind = Literal["storage", "shifting", "portfolio"]
 
 
-@router.get("/scheduling-jobs")
+@router.get("/scheduling-jobs", response_model=list[schemas.JobSummary])
 def list_jobs(
     request: Request,
     response: Response,
@@ -268,3 +281,13 @@ def list_jobs(
         }
         for j in jobs
     ]
+
+
+for _kind in ("storage", "shifting", "portfolio"):
+    _job = ("GET", "/api/v1/scheduling-job/{job_id}")
+    _source = ("POST", f"/api/v1/scheduling-job/{_kind}", 202)
+    link(_source, "GetJob", _job, job_id="$response.body#/job")
+    link(_source, "CancelJob", ("DELETE", "/api/v1/scheduling-job/{job_id}"),
+         job_id="$response.body#/job")
+    link(_source, "GetChart", ("GET", "/api/v1/scheduling-job/{job_id}/chart"),
+         job_id="$response.body#/job")

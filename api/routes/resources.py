@@ -14,10 +14,11 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import AfterValidator, AwareDatetime, Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
-from api import pages
-from api.deps import Caller, CallerDep, OperatorDep, SessionDep
+from api import pages, schemas
+from api.deps import Caller, CallerDep, KnownQuery, OperatorDep, SessionDep
 from api.fields import Id, IdPath, Label, Name, Resolution, Short, no_nul, reject_nul
 from api.limits import check_portfolio_sites, check_sensor_read, check_site_devices
+from api.problems import errors, link
 from api.references import resample, visible_sensor, visible_site
 from store import Account, Portfolio, Sensor, Site
 from store import repository as repo
@@ -26,7 +27,9 @@ from vpp.errors import ConflictError, FieldIssue, NotFoundError, RequestValidati
 from vpp.request import FlexContext, FlexModel, issues_from_pydantic, validate
 from vpp.timeseries import iso_duration
 
-router = APIRouter(prefix="/api/v1", tags=["sites, portfolios and time series"])
+router = APIRouter(
+    prefix="/api/v1", tags=["sites, portfolios and time series"], dependencies=[KnownQuery]
+)
 
 _FLEX_MODEL = TypeAdapter(FlexModel)
 
@@ -86,7 +89,12 @@ def site_json(site: Site) -> dict[str, Any]:
     }
 
 
-@router.post("/sites", status_code=201)
+@router.post(
+    "/sites",
+    status_code=201,
+    response_model=schemas.Site,
+    responses=errors(403, e409="your account has a site of that name"),
+)
 def create_site(
     body: SiteIn, caller: OperatorDep, session: SessionDep, response: Response
 ) -> dict[str, Any]:
@@ -109,7 +117,11 @@ def create_site(
     return site_json(site)
 
 
-@router.put("/sites/{site_id}")
+@router.put(
+    "/sites/{site_id}",
+    response_model=schemas.Site,
+    responses=errors(403, 404, e409="your account has another site of that name"),
+)
 def replace_site(
     site_id: IdPath, body: SiteIn, caller: OperatorDep, session: SessionDep
 ) -> dict[str, Any]:
@@ -154,7 +166,7 @@ def _id_page(
     return rows
 
 
-@router.get("/sites")
+@router.get("/sites", response_model=list[schemas.Site])
 def list_sites(
     request: Request,
     response: Response,
@@ -173,12 +185,12 @@ def list_sites(
     return [site_json(s) for s in _id_page("sites", request, response, rows, limit)]
 
 
-@router.get("/sites/{site_id}")
+@router.get("/sites/{site_id}", response_model=schemas.Site, responses=errors(404))
 def get_site(site_id: IdPath, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
     return site_json(visible_site(session, caller, site_id))
 
 
-@router.delete("/sites/{site_id}", status_code=204)
+@router.delete("/sites/{site_id}", status_code=204, responses=errors(403, 404))
 def delete_site(site_id: IdPath, caller: OperatorDep, session: SessionDep) -> Response:
     visible_site(session, caller, site_id)
     repo.delete_site(session, site_id)
@@ -202,7 +214,12 @@ def portfolio_json(p: Portfolio) -> dict[str, Any]:
     }
 
 
-@router.post("/portfolios", status_code=201)
+@router.post(
+    "/portfolios",
+    status_code=201,
+    response_model=schemas.Portfolio,
+    responses=errors(403, e409="your account has a portfolio of that name"),
+)
 def create_portfolio(body: PortfolioIn, caller: OperatorDep, session: SessionDep) -> dict[str, Any]:
     """A named set of the account's sites, optionally behind one congestion point (EAN)."""
     check_portfolio_sites(len(body.sites))
@@ -220,7 +237,7 @@ def create_portfolio(body: PortfolioIn, caller: OperatorDep, session: SessionDep
     return portfolio_json(portfolio)
 
 
-@router.get("/portfolios")
+@router.get("/portfolios", response_model=list[schemas.Portfolio])
 def list_portfolios(
     request: Request,
     response: Response,
@@ -239,7 +256,9 @@ def list_portfolios(
     return [portfolio_json(p) for p in _id_page("portfolios", request, response, rows, limit)]
 
 
-@router.get("/portfolios/{portfolio_id}")
+@router.get(
+    "/portfolios/{portfolio_id}", response_model=schemas.Portfolio, responses=errors(404)
+)
 def get_portfolio(portfolio_id: IdPath, caller: CallerDep, session: SessionDep) -> dict[str, Any]:
     portfolio = session.get(Portfolio, portfolio_id)
     if portfolio is None or not caller.may_see(portfolio.account_id):
@@ -274,7 +293,12 @@ def sensor_json(s: Sensor) -> dict[str, Any]:
     }
 
 
-@router.post("/sensors", status_code=201)
+@router.post(
+    "/sensors",
+    status_code=201,
+    response_model=schemas.Sensor,
+    responses=errors(403, 404, e409="your account has a sensor of that name"),
+)
 def create_sensor(body: SensorIn, caller: OperatorDep, session: SessionDep) -> dict[str, Any]:
     """A time series (prices, inflexible load, PV forecast...) and its unit."""
     _check_unit(body.unit)
@@ -303,7 +327,7 @@ def _check_unit(unit: str) -> None:
     )
 
 
-@router.get("/sensors")
+@router.get("/sensors", response_model=list[schemas.Sensor])
 def list_sensors(
     request: Request,
     response: Response,
@@ -322,7 +346,23 @@ def list_sensors(
     return [sensor_json(s) for s in _id_page("sensors", request, response, rows, limit)]
 
 
-@router.post("/sensors/{sensor_id}/data")
+@router.post(
+    "/sensors/{sensor_id}/data",
+    response_model=schemas.SensorDataStored,
+    responses=errors(403, 404),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": SeriesIn.model_json_schema(by_alias=True)},
+                "text/csv": {
+                    "schema": {"type": "string"},
+                    "example": "datetime,value\n2026-03-02T00:00:00+01:00,1.5\n",
+                },
+            },
+        }
+    },
+)
 async def post_data(
     sensor_id: IdPath, request: Request, caller: OperatorDep, session: SessionDep
 ) -> dict[str, Any]:
@@ -355,7 +395,9 @@ def _json(raw: bytes) -> Any:
     try:
         return json.loads(raw or b"null")
     except json.JSONDecodeError as err:
-        raise RequestValidationError.single("", f"invalid JSON: {err.msg}") from None
+        raise RequestValidationError.single("body", f"invalid JSON: {err.msg}") from None
+    except UnicodeDecodeError:
+        raise RequestValidationError.single("body", "invalid JSON: not UTF-8 text") from None
 
 
 _AWARE = TypeAdapter(AwareDatetime)
@@ -384,7 +426,9 @@ def _read_csv(text: str, resolution: timedelta) -> tuple[datetime, list[float]]:
     return stamps[0], values
 
 
-@router.get("/sensors/{sensor_id}/data")
+@router.get(
+    "/sensors/{sensor_id}/data", response_model=schemas.SensorData, responses=errors(404)
+)
 def get_data(
     sensor_id: IdPath,
     caller: CallerDep,
@@ -433,3 +477,15 @@ def caller_account(session: Any, caller: Caller) -> Account:
     account: Account | None = session.get(Account, caller.account_id)
     assert account is not None
     return account
+
+
+for _source, _id in ((("POST", "/api/v1/sites", 201), "$response.body#/id"),
+                     (("PUT", "/api/v1/sites/{site_id}", 200), "$response.body#/id")):
+    link(_source, "GetSite", ("GET", "/api/v1/sites/{site_id}"), site_id=_id)
+    link(_source, "ReplaceSite", ("PUT", "/api/v1/sites/{site_id}"), site_id=_id)
+    link(_source, "DeleteSite", ("DELETE", "/api/v1/sites/{site_id}"), site_id=_id)
+link(("POST", "/api/v1/portfolios", 201), "GetPortfolio",
+     ("GET", "/api/v1/portfolios/{portfolio_id}"), portfolio_id="$response.body#/id")
+for _name, _target in (("PostData", ("POST", "/api/v1/sensors/{sensor_id}/data")),
+                       ("GetData", ("GET", "/api/v1/sensors/{sensor_id}/data"))):
+    link(("POST", "/api/v1/sensors", 201), _name, _target, sensor_id="$response.body#/id")

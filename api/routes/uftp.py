@@ -34,9 +34,10 @@ from shapeshifter_uftp.uftp import (
 )
 from sqlalchemy.orm import Session
 
-from api import pages
-from api.deps import AdminDep, Caller, SessionDep
+from api import pages, schemas
+from api.deps import AdminDep, Caller, KnownQuery, SessionDep
 from api.fields import Id, IdPath, Label, no_nul
+from api.problems import errors, link
 from api.references import visible_sensor, visible_site
 from api.uftp import flex, protocol
 from api.uftp.protocol import RejectionError, UftpConfig, UftpNotConfiguredError
@@ -56,9 +57,10 @@ from vpp.device import Spec
 from vpp.errors import ConflictError, NotFoundError, RequestValidationError
 
 router = APIRouter(tags=["UFTP"])
-admin = APIRouter(prefix="/api/v1/uftp", tags=["UFTP"])
+admin = APIRouter(prefix="/api/v1/uftp", tags=["UFTP"], dependencies=[KnownQuery])
 
 DOMAIN = re.compile(r"([a-z0-9]+(-[a-z0-9]+)*\.)+[a-z]{2,}")
+ENDPOINT = r"^https?://[^\s/\x00]+(/[^\s\x00]*)?$"
 ENTITY = re.compile(r"(ea1\.[0-9]{4}-[0-9]{2}\..{1,244}:.{1,244}|ean\.[0-9]{12,34})")
 
 
@@ -84,7 +86,21 @@ def _config() -> UftpConfig:
 
 
 # --------------------------------------------------------------------------- the endpoint
-@router.post("/shapeshifter/api/v3/message", include_in_schema=True)
+@router.post(
+    "/shapeshifter/api/v3/message",
+    response_class=Response,
+    responses={
+        200: {"description": "accepted for processing (or functionally rejected: the "
+              "rejection follows to the sender's endpoint)", "content": {}},
+        **{status: {"description": why, "content": {"text/plain": {"schema": {"type": "string"}}}}
+           for status, why in ((400, "not a SignedMessage, or not UFTP XML"),
+                               (401, "the signature does not verify with the sender's key"),
+                               (419, "the sender's domain is not known here"))},
+        **errors(413, 503),
+    },
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "text/xml": {"schema": {"type": "string"}}}}},
+)
 async def message(request: Request) -> Response:
     """Receive a UFTP ``SignedMessage``: 200 when accepted for processing (or functionally
     rejected, the rejection following asynchronously), 400/401/419 for transport errors."""
@@ -108,10 +124,19 @@ async def message(request: Request) -> Response:
 
 # --------------------------------------------------------------------------- participants
 class ParticipantIn(Spec):
-    domain: str = Field(min_length=4, max_length=253)
+    # the patterns are declared for callers (and generated tests); the validators below
+    # check the same with messages that say what is expected
+    domain: str = Field(
+        min_length=4, max_length=253, json_schema_extra={"pattern": f"^{DOMAIN.pattern}$"}
+    )
     role: Literal["DSO", "CRO"]
-    public_key: str
-    endpoint: str = Field(max_length=2048)
+    public_key: str = Field(
+        description="an Ed25519 public key, base64 (32 bytes)",
+        json_schema_extra={"pattern": "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"},
+    )
+    endpoint: str = Field(
+        max_length=2048, json_schema_extra={"pattern": ENDPOINT}
+    )
 
     @field_validator("domain")
     @classmethod
@@ -134,7 +159,7 @@ class ParticipantIn(Spec):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str) -> str:
-        if not re.fullmatch(r"https?://[^\s/\x00]+(/[^\s\x00]*)?", value):
+        if not re.fullmatch(ENDPOINT, value):
             raise ValueError("must be an http(s) URL, e.g. https://dso.example.com/shapeshifter/api/v3/message")
         return value
 
@@ -144,7 +169,12 @@ def participant_json(p: UftpParticipant) -> dict[str, Any]:
             "endpoint": p.endpoint, "account": p.account_id, "created": p.created_at.isoformat()}
 
 
-@admin.post("/participants", status_code=201)
+@admin.post(
+    "/participants",
+    status_code=201,
+    response_model=schemas.Participant,
+    responses=errors(403, e409="the domain is registered already"),
+)
 def add_participant(body: ParticipantIn, caller: AdminDep, session: SessionDep) -> dict[str, Any]:
     """Register a DSO (GOPACS too) or CRO; our offers to it are built from the sites of the
     caller's account (and its clients). A domain is held by one account: 409 if it is
@@ -157,13 +187,13 @@ def add_participant(body: ParticipantIn, caller: AdminDep, session: SessionDep) 
     return participant_json(row)
 
 
-@admin.get("/participants")
+@admin.get("/participants", response_model=list[schemas.Participant], responses=errors(403))
 def list_participants(caller: AdminDep, session: SessionDep) -> list[dict[str, Any]]:
     """The peers of your account (and its clients); a platform admin sees every peer."""
     return [participant_json(p) for p in store.list_participants(session, caller.platform_scope)]
 
 
-@admin.delete("/participants/{domain}", status_code=204)
+@admin.delete("/participants/{domain}", status_code=204, responses=errors(403, 404))
 def delete_participant(domain: str, caller: AdminDep, session: SessionDep) -> Response:
     """Forget a peer of your account (its messages stay); another account's is 404."""
     if not DOMAIN.fullmatch(domain):  # no peer has such a domain (and PostgreSQL may refuse it)
@@ -205,7 +235,7 @@ MessageStatus = Literal[
 ]
 
 
-@admin.get("/messages")
+@admin.get("/messages", response_model=list[schemas.UftpMessage], responses=errors(403))
 def list_messages(
     request: Request,
     response: Response,
@@ -264,13 +294,17 @@ def offer_json(o: UftpFlexOffer, session: Session) -> dict[str, Any]:
     }
 
 
-@admin.get("/flex-offers")
+@admin.get("/flex-offers", response_model=list[schemas.FlexOffer], responses=errors(403))
 def list_offers(caller: AdminDep, session: SessionDep) -> list[dict[str, Any]]:
     """Our FlexOffers to your account's peers, newest first (a platform admin: all)."""
     return [offer_json(o, session) for o in store.list_offers(session, caller.platform_scope)]
 
 
-@admin.post("/flex-offers/{offer_id}/revoke")
+@admin.post(
+    "/flex-offers/{offer_id}/revoke",
+    response_model=schemas.RevokedOffer,
+    responses=errors(403, 404, 503, e409="the offer is ordered, revoked or expired"),
+)
 def revoke_offer(
     offer_id: IdPath, request: Request, caller: AdminDep, session: SessionDep
 ) -> dict[str, Any]:
@@ -297,7 +331,7 @@ def revoke_offer(
     return body
 
 
-@admin.get("/commitments")
+@admin.get("/commitments", response_model=list[schemas.Commitment], responses=errors(403))
 def list_commitments(caller: AdminDep, session: SessionDep) -> list[dict[str, Any]]:
     """The orders your account's peers placed, oldest first (a platform admin: all)."""
     return [commitment_json(c)
@@ -351,7 +385,9 @@ def _peer(
     return peers[0]
 
 
-@admin.post("/d-prognosis", status_code=202)
+@admin.post(
+    "/d-prognosis", status_code=202, response_model=schemas.ToDso, responses=errors(403, 503)
+)
 def post_d_prognosis(
     body: PrognosisIn, request: Request, caller: AdminDep, session: SessionDep
 ) -> dict[str, Any]:
@@ -396,7 +432,12 @@ def _connections(session: Session, caller: Any) -> list[str]:
     return sorted(set(out))
 
 
-@admin.post("/agr-portfolio-update", status_code=202)
+@admin.post(
+    "/agr-portfolio-update",
+    status_code=202,
+    response_model=schemas.PortfolioUpdateSent,
+    responses=errors(403, 503),
+)
 def post_agr_portfolio_update(
     body: PortfolioUpdateIn, request: Request, caller: AdminDep, session: SessionDep
 ) -> dict[str, Any]:
@@ -417,7 +458,12 @@ def post_agr_portfolio_update(
             "status": "queued"}
 
 
-@admin.post("/agr-portfolio-query", status_code=202)
+@admin.post(
+    "/agr-portfolio-query",
+    status_code=202,
+    response_model=schemas.ToCro,
+    responses=errors(403, 503),
+)
 def post_agr_portfolio_query(
     body: PortfolioQueryIn, request: Request, caller: AdminDep, session: SessionDep
 ) -> dict[str, Any]:
@@ -442,7 +488,9 @@ class MeteringIn(Spec):
     isp_duration: Literal["PT15M", "PT30M", "PT60M"] = "PT15M"
 
 
-@admin.post("/metering", status_code=202)
+@admin.post(
+    "/metering", status_code=202, response_model=schemas.Metered, responses=errors(403, 404, 503)
+)
 def post_metering(
     body: MeteringIn, request: Request, caller: AdminDep, session: SessionDep
 ) -> dict[str, Any]:
@@ -482,6 +530,10 @@ def post_metering(
     session.commit()
     _worker(request).kick()
     return {"message-id": message_id, "dso": dso.domain, "revision": revision, "status": "queued"}
+
+
+link(("POST", "/api/v1/uftp/participants", 201), "DeleteParticipant",
+     ("DELETE", "/api/v1/uftp/participants/{domain}"), domain="$response.body#/domain")
 
 
 def metered_means(session: Session, sensor: Any, day: protocol.IspDay) -> list[float | None]:

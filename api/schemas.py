@@ -1,0 +1,289 @@
+"""Response models: what each route answers, declared in the OpenAPI spec.
+
+The routes build their answers as before (dicts keyed as the JSON is); FastAPI validates
+them against these models and writes them by alias, so the public JSON keeps its hyphenated
+names. ``extra="forbid"``: a key a route sends that its model does not declare is a bug the
+tests see (the spec would not tell callers about it), not a key silently dropped.
+
+Free-form parts stay free-form: a job's request-shaped ``result`` and ``progress``, a
+device's flex-model fields, a flex-context, a chart spec.
+
+Times are ISO 8601 text with an offset, as the routes write them (``isoformat()``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def _hyphen(name: str) -> str:
+    return name.replace("_", "-")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=_hyphen, populate_by_name=True)
+
+
+Time = str
+"""An ISO 8601 date-time with an offset."""
+
+Duration = str
+"""An ISO 8601 duration, e.g. ``PT15M``."""
+
+
+# --------------------------------------------------------------------------- operations
+class Health(Out):
+    status: Literal["ok"]
+
+
+class Ready(Out):
+    status: Literal["ready"]
+    checks: dict[str, str] = Field(description="each check: `ok` or `not used`")
+
+
+# --------------------------------------------------------------------------- jobs
+JobStatus = Literal["queued", "running", "finished", "failed", "cancelled"]
+JobKind = Literal["storage", "shifting", "portfolio"]
+
+
+class JobAccepted(Out):
+    job: str = Field(description="the job's id (a UUID); its URL is in `Location`")
+    status: Literal["queued"]
+
+
+class JobSummary(Out):
+    job: str
+    kind: JobKind
+    status: JobStatus
+    created: Time
+    started: Time | None
+    finished: Time | None
+
+
+class Job(JobSummary):
+    """A job; ``progress``, ``result`` and ``error`` are present only when they apply."""
+
+    progress: dict[str, Any] | None = Field(
+        None, description="while queued (portfolio jobs) or running: the phase and figures"
+    )
+    result: dict[str, Any] | None = Field(None, description="when finished: the schedules")
+    error: dict[str, Any] | None = Field(None, description="when failed: a problem body")
+
+
+# --------------------------------------------------------------------------- sites
+class Site(Out):
+    id: int
+    name: str
+    account: int
+    ean: str | None
+    congestion_point: str | None
+    flex_model: list[dict[str, Any]] = Field(
+        description="the devices: `name`, `type` and their flex-model fields"
+    )
+    flex_context: dict[str, Any]
+
+
+class Portfolio(Out):
+    id: int
+    name: str
+    account: int
+    congestion_point: str | None
+    sites: list[int]
+
+
+class Sensor(Out):
+    id: int
+    name: str
+    unit: str
+    site: int | None
+    resolution: Duration
+
+
+class SensorDataStored(Out):
+    sensor: int
+    stored: int = Field(description="how many values were stored")
+
+
+class SensorData(Out):
+    sensor: int
+    start: Time
+    end: Time
+    resolution: Duration
+    unit: str
+    values: list[float | None] = Field(description="one per step; `null` where none is stored")
+    next: Time | None = Field(description="the next page's `start`; `null` on the last page")
+
+
+# --------------------------------------------------------------------------- accounts
+class Account(Out):
+    id: int
+    name: str
+    kind: Literal["aggregator", "consultancy", "dso"]
+    parent: int | None
+
+
+class Me(Out):
+    user: str
+    role: Literal["admin", "operator", "viewer"]
+    platform_admin: bool
+    account: Account
+    visible_accounts: list[int]
+
+
+class User(Out):
+    id: int
+    name: str
+    role: Literal["admin", "operator", "viewer"]
+    account: int
+
+
+class Token(Out):
+    id: int
+    name: str
+    user: int
+    token: str = Field(description="the token's text: shown in this response only")
+
+
+# --------------------------------------------------------------------------- GOPACS
+class Quantity(Out):
+    value: float | None
+    unit: str
+
+
+class Profile(Out):
+    values: list[float | None]
+    unit: str
+
+
+class Order(Out):
+    side: Literal["buy", "sell"]
+    start: Time
+    end: Time
+    resolution: Duration
+    volume: Profile
+    price: Quantity | None
+
+
+class Connection(Out):
+    site: int
+    id: str
+    ean: str | None
+
+
+class RedispatchBid(Out):
+    congestion_point: str | None
+    connections: list[Connection]
+    commitments: list[Any] = Field(description="the ids of the honoured UFTP commitments")
+    direction: Literal["buy", "sell"]
+    deliverable: bool
+    full: bool
+    reason: str | None
+    start: Time
+    end: Time
+    resolution: Duration
+    needed: Profile
+    volume: Profile
+    energy: Quantity
+    in_area_order: Order
+    out_of_area_order: Order
+    price: Quantity | None
+    cost_increase: Quantity | None
+    baseline: dict[str, Any]
+    schedule: dict[str, Any] | None
+
+
+# --------------------------------------------------------------------------- UFTP
+class Participant(Out):
+    domain: str
+    role: Literal["DSO", "CRO"]
+    public_key: str
+    endpoint: str
+    account: int | None
+    created: Time
+
+
+class UftpMessage(Out):
+    id: int
+    direction: Literal["in", "out"]
+    type: str
+    message_id: str | None
+    conversation_id: str | None
+    reference_message_id: str | None
+    sender_domain: str | None
+    recipient_domain: str | None
+    congestion_point: str | None
+    status: str
+    rejection_reason: str | None
+    duplicate: int = Field(description="1 if this message repeated an earlier one")
+    attempts: int
+    next_attempt: Time | None
+    last_error: str | None
+    created: Time
+    done: Time | None
+    xml: str | None
+
+
+class FlexOffer(Out):
+    id: int
+    message_id: str
+    flex_request_message_id: str | None
+    dso: str
+    congestion_point: str
+    period: str
+    start: Time
+    resolution: Duration
+    isps: list[dict[str, Any]]
+    baseline: Profile
+    price: float
+    currency: str
+    expires: Time
+    revoked: Time | None
+    state: Literal["open", "ordered", "revoked", "expired"]
+
+
+class RevokedOffer(FlexOffer):
+    revocation_message_id: str
+
+
+class Commitment(Out):
+    id: int
+    order_message_id: str
+    order_reference: str
+    offer: int | None
+    dso: str
+    congestion_point: str
+    period: str
+    start: Time
+    end: Time
+    resolution: Duration
+    isps: list[dict[str, Any]]
+    min_power: Profile
+    max_power: Profile
+    price: float
+    currency: str
+    created: Time
+
+
+class Queued(Out):
+    """A UFTP message queued for sending."""
+
+    message_id: str
+    status: Literal["queued"]
+
+
+class ToDso(Queued):
+    dso: str
+
+
+class Metered(ToDso):
+    revision: int
+
+
+class ToCro(Queued):
+    cro: str
+
+
+class PortfolioUpdateSent(ToCro):
+    connections: list[str]
