@@ -20,11 +20,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from api.deps import Caller
-from api.references import expand_sensors, site_as_request
+from api.references import AccountScope, expand_sensors, site_as_request
 from store import Site
 from vpp.errors import NotFoundError, RequestValidationError
 from vpp.timeseries import iso_duration
+
+__all__ = ["entry_ids", "matching_sites", "portfolio_for_connections"]
+
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ def portfolio_for_connections(
     if commitments:
         body["commitments"] = [dict(c) for c in commitments]
     # the accounts' own view: sensors of these accounts only
-    viewer = Caller(0, "connections", "operator", account_ids[0], "", tuple(account_ids))
+    viewer = AccountScope(tuple(account_ids))
     logger.info(
         "portfolio of %d sites for %s",
         len(entries),

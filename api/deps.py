@@ -6,14 +6,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, Security
+from fastapi import Depends, Request, Security
 from fastapi.dependencies.utils import get_flat_dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from store import repository as repo
-from vpp.errors import FieldIssue, RequestValidationError
+from vpp.errors import (
+    AuthenticationError,
+    FieldIssue,
+    PermissionDeniedError,
+    RequestValidationError,
+)
 
 __all__ = [
     "ROLE_RANK",
@@ -82,14 +87,10 @@ def get_caller(
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise HTTPException(
-            401,
-            "send a bearer token: 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise AuthenticationError("send a bearer token: 'Authorization: Bearer <token>'")
     user = repo.user_for_token(session, token.strip())
     if user is None:
-        raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+        raise AuthenticationError("unknown or revoked token")
     account = user.account
     return Caller(
         user.id,
@@ -110,7 +111,7 @@ def require(role: str) -> Callable[[Caller], Caller]:
 
     def check(caller: CallerDep) -> Caller:
         if ROLE_RANK[caller.role] < ROLE_RANK[role]:
-            raise HTTPException(403, f"this needs the {role} role; you are {caller.role}")
+            raise PermissionDeniedError(f"this needs the {role} role; you are {caller.role}")
         return caller
 
     return check

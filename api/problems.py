@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError as FastApiValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from vpp.errors import VppError
+from vpp.errors import AuthenticationError, VppError
 from vpp.request import format_path
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(VppError)
     async def vpp_error(request: Request, err: VppError) -> JSONResponse:
         body = err.to_problem() | {"instance": request.url.path}
-        return JSONResponse(body, status_code=err.http_status, media_type=PROBLEM)
+        response = JSONResponse(body, status_code=err.http_status, media_type=PROBLEM)
+        if isinstance(err, AuthenticationError):  # RFC 6750: say which scheme to use
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     @app.exception_handler(FastApiValidationError)
     async def invalid(request: Request, err: FastApiValidationError) -> JSONResponse:

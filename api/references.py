@@ -10,36 +10,64 @@ References are expanded when a job is submitted, so a stored job is self-contain
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from fastapi import HTTPException
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
-from api.deps import Caller
 from api.fields import is_id
 from store import Sensor, Site
 from store import repository as repo
-from vpp.errors import RequestValidationError
+from vpp.errors import NotFoundError, RequestValidationError
+
+__all__ = [
+    "AccountScope",
+    "Scope",
+    "expand_sensors",
+    "expand_site",
+    "resample",
+    "site_as_request",
+    "visible_sensor",
+    "visible_site",
+]
+
+
+class Scope(Protocol):
+    """Whose records a request may read: an API caller (:class:`api.deps.Caller`), or the
+    accounts behind a UFTP peer or a GOPACS announcement (:class:`AccountScope`)."""
+
+    def may_see(self, account_id: int | None) -> bool: ...
+
+
+@dataclass(frozen=True)
+class AccountScope:
+    """The records of these accounts, e.g. the accounts a UFTP peer's portfolio is made of."""
+
+    account_ids: tuple[int, ...]
+
+    def may_see(self, account_id: int | None) -> bool:
+        return account_id is not None and account_id in self.account_ids
+
 
 _DATETIME = TypeAdapter(datetime)
 _DURATION = TypeAdapter(timedelta)
 
 
-def visible_site(session: Session, caller: Caller, site_id: Any) -> Site:
+def visible_site(session: Session, caller: Scope, site_id: Any) -> Site:
     site = session.get(Site, site_id) if is_id(site_id) else None
     if site is None or not caller.may_see(site.account_id):
-        raise HTTPException(404, f"no site {site_id!r}")
+        raise NotFoundError(f"no site {site_id!r}")
     return site
 
 
-def visible_sensor(session: Session, caller: Caller, sensor_id: Any) -> Sensor:
+def visible_sensor(session: Session, caller: Scope, sensor_id: Any) -> Sensor:
     sensor = session.get(Sensor, sensor_id) if is_id(sensor_id) else None
     if sensor is None or not caller.may_see(sensor.account_id):
-        raise HTTPException(404, f"no sensor {sensor_id!r}")
+        raise NotFoundError(f"no sensor {sensor_id!r}")
     return sensor
 
 
@@ -48,7 +76,7 @@ def site_as_request(site: Site) -> dict[str, Any]:
     return {"flex-model": devices, "flex-context": dict(site.flex_context or {})}
 
 
-def expand_site(session: Session, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
+def expand_site(session: Session, caller: Scope, body: dict[str, Any]) -> dict[str, Any]:
     """A single-site request with its stored site and sensors filled in."""
     out = dict(body)
     if "site" in out:
@@ -72,7 +100,7 @@ def _merge_devices(stored: list[dict[str, Any]], overrides: Any) -> list[dict[st
     return list(by_name.values())
 
 
-def expand_sensors(session: Session, caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
+def expand_sensors(session: Session, caller: Scope, body: dict[str, Any]) -> dict[str, Any]:
     """Replace every ``{"sensor": id}`` with the stored values on the request's steps."""
     try:
         start = _DATETIME.validate_python(body["start"])
@@ -95,7 +123,7 @@ def expand_sensors(session: Session, caller: Caller, body: dict[str, Any]) -> di
 
 def _series(
     session: Session,
-    caller: Caller,
+    caller: Scope,
     sensor_id: Any,
     start: datetime,
     duration: timedelta,
@@ -104,7 +132,7 @@ def _series(
 ) -> dict[str, Any]:
     try:
         sensor = visible_sensor(session, caller, sensor_id)
-    except HTTPException:
+    except NotFoundError:
         raise RequestValidationError.single(path, f"you have no sensor {sensor_id!r}") from None
     values = resample(
         repo.read_time_series(session, sensor, start, start + duration),

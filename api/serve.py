@@ -38,6 +38,26 @@ if TYPE_CHECKING:
 
     from store.admin import AdminBootstrap
 
+__all__ = [
+    "DASHBOARD_HOST",
+    "DEFAULT_DASHBOARD_PORT",
+    "MAX_ONGOING_REQUESTS",
+    "RUNNER_PING_TIMEOUT_S",
+    "BuildArgs",
+    "RayDispatcher",
+    "StartError",
+    "UnhealthyError",
+    "VppApi",
+    "build_app",
+    "build_asgi_app",
+    "check_port_free",
+    "deploy",
+    "health_failures",
+    "run_forever",
+    "wait_for_signal",
+]
+
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_DASHBOARD_PORT = 8265
@@ -80,6 +100,10 @@ def build_asgi_app() -> FastAPI:
     return create_app(settings.database_url, RayDispatcher(runner))
 
 
+RUNNER_CHECKS = 3
+"""Health checks in a row the job runner may miss before a replica counts as unhealthy."""
+
+
 class UnhealthyError(VppError):
     """A replica's health check failed (Serve replaces the replica); names each check."""
 
@@ -109,15 +133,23 @@ class VppApi:
     """The REST API (all routes come from :func:`api.app.create_app`)."""
 
     def check_health(self) -> None:
-        """Serve's periodic check: the replica is unhealthy (and replaced) while its database
-        or the job runner does not answer, with the same checks as ``/api/v1/ready``.
+        """Serve's periodic check (every 10 s): the replica is unhealthy (and replaced) when
+        its database does not answer, or when the job runner has not answered for
+        :data:`RUNNER_CHECKS` checks in a row, with the checks of ``/api/v1/ready``.
 
-        Serve also checks once while the replica starts, before it hands the replica the
-        app :func:`build_asgi_app` built: there is nothing to check yet then."""
+        The runner is an actor of its own that Ray restarts after a crash, and a fresh one
+        takes seconds to start (it migrates the database): one missed ping is a runner
+        starting, not a broken replica. Serve also checks once while the replica starts,
+        before it hands the replica the app :func:`build_asgi_app` built: there is nothing
+        to check yet then."""
         app = getattr(self, "_asgi_app", None)  # set by Serve's ASGI wrapper (the ingress)
         if app is None:
             return
         failing = health_failures(app)
+        misses = getattr(self, "_runner_misses", 0) + 1 if "runner" in failing else 0
+        self._runner_misses = misses
+        if misses < RUNNER_CHECKS:
+            failing.pop("runner", None)
         if failing:
             raise UnhealthyError(
                 "; ".join(f"{name}: {state}" for name, state in sorted(failing.items()))

@@ -165,3 +165,26 @@ def test_ids_no_record_can_have(api: ApiHarness, path: str) -> None:
         response = api.http.get(path.format(bad), headers=api.admin)
         assert response.status_code in (404, 422), response.text
         assert_problem(response, response.status_code)
+
+
+def test_routes_raise_domain_errors_only() -> None:
+    """Issue 12: one error vocabulary. Routes (and the dependencies and lookups they share)
+    raise vpp.errors' tree, rendered once in api/problems.py: no HTTPException; and no
+    fake Caller is built to reach a lookup (UFTP and GOPACS use an AccountScope)."""
+    import ast
+    from pathlib import Path
+
+    api = Path(__file__).resolve().parent.parent / "api"
+    shared = [api / "deps.py", api / "references.py", api / "congestion.py"]
+    paths = [*sorted((api / "routes").glob("*.py")), *sorted((api / "uftp").glob("*.py")),
+             *shared]
+    offenders = [
+        f"{path.name}:{node.lineno}"
+        for path in paths
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Name | ast.alias)
+        and getattr(node, "id", getattr(node, "name", "")) == "HTTPException"
+    ]
+    assert offenders == []
+    for path in [api / "congestion.py", *sorted((api / "uftp").glob("*.py"))]:
+        assert "Caller(" not in path.read_text(), path

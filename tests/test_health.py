@@ -128,6 +128,19 @@ def test_ready_with_the_real_job_runner_and_not_ready_once_it_is_gone(
         app.state.sessions.kw["bind"].dispose()
 
 
+class _SilentRunner:
+    """A dispatcher whose runner does not answer its ping (or does, with ``answers``)."""
+
+    def __init__(self, answers: bool = False) -> None:
+        self.answers = answers
+
+    def kick(self) -> None:
+        pass
+
+    def readiness(self) -> dict[str, str]:
+        return {"ray": "ok", "runner": "ok" if self.answers else "failed: no answer within 2 s"}
+
+
 def test_serve_health_check_fails_with_the_database_and_names_it(tmp_path: Path) -> None:
     """Issue 12: the deployment's ``check_health`` (Serve replaces a replica that fails it)
     runs the readiness checks: it passes on a live database and raises naming the check
@@ -140,6 +153,14 @@ def test_serve_health_check_fails_with_the_database_and_names_it(tmp_path: Path)
     replica.check_health()  # no app yet (Serve checks once before it sets it): nothing to check
     replica._asgi_app = app  # what Serve's ingress wrapper sets
     replica.check_health()  # healthy: returns
+    # a runner that does not answer (starting, restarting) fails only checks in a row
+    app.state.dispatcher = _SilentRunner()
+    for _ in range(serve_mod.RUNNER_CHECKS - 1):
+        replica.check_health()
+    with pytest.raises(serve_mod.UnhealthyError, match=r"^runner: failed: no answer"):
+        replica.check_health()
+    app.state.dispatcher = _SilentRunner(answers=True)
+    replica.check_health()  # back: the count starts again
     app.state.sessions.kw["bind"].dispose()
     shutil.rmtree(directory)
     with pytest.raises(serve_mod.UnhealthyError, match=r"^database: failed: OperationalError"):

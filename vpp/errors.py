@@ -189,7 +189,7 @@ class AuthenticationError(VppError):
     """No usable credentials: a missing, malformed, unknown or revoked API token."""
 
     http_status = 401
-    title = "Not authenticated"
+    title = "Unauthorized"
 
 
 class PermissionDeniedError(VppError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Response
 
 from api import schemas
 from api.deps import AdminDep, Caller, CallerDep, KnownQuery, SessionDep
@@ -21,6 +21,7 @@ from api.problems import errors, link
 from store import Account, ApiToken, User
 from store import repository as repo
 from vpp.device import Spec
+from vpp.errors import ConflictError, NotFoundError, PermissionDeniedError
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"], dependencies=[KnownQuery])
 
@@ -75,16 +76,16 @@ def create_account(body: AccountIn, caller: AdminDep, session: SessionDep) -> di
     parent = session.get(Account, caller.account_id)
     assert parent is not None
     if parent.kind != "consultancy":
-        raise HTTPException(403, "only a consultancy account's admins create accounts")
+        raise PermissionDeniedError("only a consultancy account's admins create accounts")
     if session.query(Account).filter(Account.name == body.name).first() is not None:
-        raise HTTPException(409, f"an account named {body.name!r} exists")
+        raise ConflictError(f"an account named {body.name!r} exists")
     return account_json(repo.get_or_create_account(session, body.name, body.kind, parent=parent))
 
 
 def _managed_account(session: Any, caller: Caller, account_id: int) -> Account:
     account: Account | None = session.get(Account, account_id)
     if account is None or not caller.may_see(account.id):
-        raise HTTPException(404, f"no account {account_id}")
+        raise NotFoundError(f"no account {account_id}")
     return account
 
 
@@ -101,7 +102,7 @@ def create_user(
     try:
         user = repo.create_user(session, account, body.name, body.role)
     except repo.RecordExistsError as err:
-        raise HTTPException(409, str(err)) from None
+        raise ConflictError(str(err)) from None
     return {"id": user.id, "name": user.name, "role": user.role, "account": account.id}
 
 
@@ -128,7 +129,7 @@ def issue_token(
     """A new API token for the user; its text is in this response only."""
     user = session.get(User, user_id)
     if user is None or not caller.may_see(user.account_id):
-        raise HTTPException(404, f"no user {user_id}")
+        raise NotFoundError(f"no user {user_id}")
     row, plain = repo.issue_token(session, user, body.name)
     return {"id": row.id, "name": row.name, "user": user.id, "token": plain}
 
@@ -137,7 +138,7 @@ def issue_token(
 def revoke_token(token_id: IdPath, caller: AdminDep, session: SessionDep) -> Response:
     row = session.get(ApiToken, token_id)
     if row is None or not caller.may_see(row.user.account_id):
-        raise HTTPException(404, f"no token {token_id}")
+        raise NotFoundError(f"no token {token_id}")
     repo.revoke_token(session, token_id)
     return Response(status_code=204)
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 
 from api import pages, schemas
 from api.deps import CallerDep, KnownQuery, OperatorDep, SessionDep
@@ -18,7 +18,7 @@ from api.references import expand_sensors, expand_site, visible_site
 from api.uftp.flex import add_commitments
 from store import Portfolio, SchedulingJob, Site
 from store import repository as repo
-from vpp.errors import NotFoundError, RequestValidationError
+from vpp.errors import ConflictError, NotFoundError, RequestValidationError
 from vpp.portfolio import validate_portfolio
 from vpp.site import validate_site_request
 from vpp.telemetry import inject
@@ -141,7 +141,7 @@ def post_portfolio(
         portfolio_id = raw.pop("portfolio")
         stored = session.get(Portfolio, portfolio_id) if is_id(portfolio_id) else None
         if stored is None or not caller.may_see(stored.account_id):
-            raise HTTPException(404, f"no portfolio {body.get('portfolio')!r}")
+            raise NotFoundError(f"no portfolio {body.get('portfolio')!r}")
         check_portfolio_sites(len(stored.sites), "portfolio")
         raw["sites"] = [
             {"id": site.name, **_site_body(session, caller, site.id)} for site in stored.sites
@@ -175,7 +175,7 @@ def _visible_job(session: Any, caller: Any, job_id: str) -> SchedulingJob:
         raise NotFoundError(f"no scheduling job {job_id}") from None
     job: SchedulingJob | None = session.get(SchedulingJob, job_id)
     if job is None or not caller.may_see(job.account_id):
-        raise HTTPException(404, f"no scheduling job {job_id}")
+        raise NotFoundError(f"no scheduling job {job_id}")
     return job
 
 
@@ -216,7 +216,7 @@ def delete_job(job_id: str, caller: OperatorDep, session: SessionDep) -> Respons
     """Cancel a job that is not computed yet; 409 once it has an outcome."""
     job = _visible_job(session, caller, job_id)
     if job.status in repo.TERMINAL_STATUSES:
-        raise HTTPException(409, f"job {job_id} is {job.status}; it cannot be cancelled")
+        raise ConflictError(f"job {job_id} is {job.status}; it cannot be cancelled")
     repo.set_job_status(session, job_id, "cancelled")
     return Response(status_code=204)
 

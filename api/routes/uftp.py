@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from pydantic import AfterValidator, AwareDatetime, Field, field_validator
 from shapeshifter_uftp.uftp import (
     AgrPortfolioQuery,
@@ -40,7 +40,7 @@ from api.fields import Id, IdPath, Label, no_nul
 from api.problems import errors, link
 from api.references import visible_sensor, visible_site
 from api.uftp import flex, protocol
-from api.uftp.protocol import RejectionError, UftpConfig, UftpNotConfiguredError
+from api.uftp.protocol import RejectionError, UftpConfig
 from api.uftp.verify import enqueue, receive
 from api.uftp.worker import UftpWorker, count
 from store import Site
@@ -79,10 +79,8 @@ def _worker(request: Request) -> UftpWorker:
 
 
 def _config() -> UftpConfig:
-    try:
-        return protocol.config()
-    except UftpNotConfiguredError as err:
-        raise HTTPException(503, str(err)) from None
+    """Our UFTP settings; :class:`UftpNotConfiguredError` (a 503) names what is missing."""
+    return protocol.config()
 
 
 # --------------------------------------------------------------------------- the endpoint
