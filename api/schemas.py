@@ -45,7 +45,7 @@ class Ready(Out):
 
 # --------------------------------------------------------------------------- jobs
 JobStatus = Literal["queued", "running", "finished", "failed", "cancelled"]
-JobKind = Literal["storage", "shifting", "portfolio"]
+JobKind = Literal["storage", "shifting", "portfolio", "redispatch-bid"]
 
 
 class JobAccepted(Out):
@@ -173,6 +173,7 @@ class Connection(Out):
 
 
 class RedispatchBid(Out):
+    job: str = Field(description="the finished redispatch-bid job that stores this bid")
     congestion_point: str | None
     connections: list[Connection]
     commitments: list[Any] = Field(description="the ids of the honoured UFTP commitments")

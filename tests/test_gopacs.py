@@ -259,6 +259,36 @@ def test_api_bid_is_feasible_and_priced_at_its_cost_increase(api):
     assert check_bid(request, body, "buy") > 0
 
 
+def test_api_bid_is_stored_as_a_job_with_its_schedule(api):
+    """Issue 12: a bid goes through the job service like any job: a finished
+    ``redispatch-bid`` job in the list, the bid as its result and the schedule that delivers
+    it as schedule rows of the stored sites."""
+    from sqlalchemy import select
+
+    from store.tables import Schedule, Site
+
+    http, auth, _ = api
+    body = http.post("/api/v1/gopacs/redispatch-bid", json=announcement(), headers=auth).json()
+    job = http.get(f"/api/v1/scheduling-job/{body['job']}", headers=auth).json()
+    assert (job["kind"], job["status"]) == ("redispatch-bid", "finished")
+    assert job["result"] == {k: v for k, v in body.items() if k != "job"}
+    listed = http.get("/api/v1/scheduling-jobs?kind=redispatch-bid", headers=auth).json()
+    assert [j["job"] for j in listed] == [body["job"]]
+    sessions = http.app.state.sessions
+    with sessions() as session:
+        rows = session.execute(
+            select(Site.name, Schedule.device_name, Schedule.values)
+            .join(Site, Schedule.site_id == Site.id)
+            .where(Schedule.job_id == body["job"])
+        ).all()
+    stored = {(site, device): values for site, device, values in rows}
+    for site in body["schedule"]["sites"]:
+        assert stored[(site["id"], None)] == site["site"]["power"]["values"]
+        for device in site["devices"]:
+            assert stored[(site["id"], device["name"])] == device["power"]["values"]
+    assert len(stored) == sum(len(s["devices"]) + 1 for s in body["schedule"]["sites"])
+
+
 def test_api_bid_for_listed_connections(api):
     http, auth, request = api
     eans = ["EAN871687110000000001", "EAN871687110000000003"]

@@ -19,8 +19,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 from sqlalchemy.orm import Session
 
+from actors.job_service import record_bid_job
 from api import congestion, schemas
 from api.deps import KnownQuery, OperatorDep, SessionDep
+from api.fields import reject_nul
 from api.problems import errors
 from vpp.gopacs import bid_to_json, needed_volume, parse_redispatch, redispatch_bid, schedule_window
 from vpp.portfolio import validate_portfolio
@@ -56,7 +58,9 @@ Announcement = Annotated[
 def post_redispatch_bid(
     body: Announcement, caller: OperatorDep, session: SessionDep
 ) -> dict[str, Any]:
-    """The in-area and out-of-area orders, their price and the schedule delivering them."""
+    """The in-area and out-of-area orders, their price and the schedule delivering them;
+    stored as a finished ``redispatch-bid`` job (``job``) with that schedule."""
+    reject_nul(body)  # PostgreSQL's jsonb refuses U+0000 (the job stores the announcement)
     announcement = parse_redispatch(body)
     start, duration, first, stop = schedule_window(announcement)
     need = needed_volume(announcement)
@@ -93,7 +97,7 @@ def post_redispatch_bid(
         eans=announcement.connections,
     )
     ids = [entry["id"] for entry in request["sites"]]
-    return {
+    answer = {
         "congestion-point": announcement.congestion_point,
         "connections": [
             {"site": site.id, "id": entry_id, "ean": site.ean}
@@ -102,6 +106,10 @@ def post_redispatch_bid(
         "commitments": [c.get("id") for c in commitments],
         **bid_to_json(bid),
     }
+    # a bid is a job like any other: listed, and its delivering schedule stored by site
+    job_id = record_bid_job(session, dict(body), answer, account_id=caller.account_id,
+                            sites=dict(zip(ids, sites, strict=True)))
+    return {"job": job_id, **answer}
 
 
 def _stored_commitments(

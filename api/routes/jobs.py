@@ -224,7 +224,7 @@ def delete_job(job_id: str, caller: OperatorDep, session: SessionDep) -> Respons
 JobStatus = Literal["queued", "running", "finished", "failed", "cancelled"]
 
 
-JobKind = Literal["storage", "shifting", "portfolio"]
+JobKind = Literal["storage", "shifting", "portfolio", "redispatch-bid"]
 
 
 @router.get("/scheduling-jobs", response_model=list[schemas.JobSummary])
