@@ -29,6 +29,7 @@ __all__ = [
     "Scope",
     "expand_sensors",
     "expand_site",
+    "read_covering",
     "resample",
     "site_as_request",
     "visible_sensor",
@@ -135,7 +136,7 @@ def _series(
     except NotFoundError:
         raise RequestValidationError.single(path, f"you have no sensor {sensor_id!r}") from None
     values = resample(
-        repo.read_time_series(session, sensor, start, start + duration),
+        read_covering(session, sensor, start, start + duration),
         sensor.resolution,
         start,
         duration,
@@ -147,6 +148,12 @@ def _series(
             path, f"sensor {sensor.id} has no data at {(start + first * resolution).isoformat()}"
         )
     return {"values": values.tolist(), "unit": sensor.unit}
+
+
+def read_covering(session: Session, sensor: Sensor, start: datetime, end: datetime) -> pd.Series:
+    """The stored values that cover any of ``[start, end)``: also the one that began up to a
+    sensor step before ``start`` (an hourly price read from 00:15 on starts at 00:00)."""
+    return repo.read_time_series(session, sensor, start - sensor.resolution, end)
 
 
 def resample(

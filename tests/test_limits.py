@@ -251,3 +251,25 @@ def test_sensor_reads_page(api: ApiHarness, seconds_sensor: Any, limits: Any) ->
         pages += 1
     assert pages == 4
     assert values == [float(i) for i in range(3600)]
+
+
+def test_a_read_starting_inside_a_stored_value_gets_that_value(api: ApiHarness) -> None:
+    """An hourly sensor read at PT15M from 00:15 (a page boundary, or a job starting then):
+    the 00:00 value covers 00:15-00:45, it is not missing (it was null, and a job starting
+    at 00:15 was refused for "no data")."""
+    sensor = api.http.post("/api/v1/sensors", json={
+        "name": f"hourly {time.monotonic_ns()}", "unit": "EUR/MWh", "resolution": "PT1H"},
+        headers=api.admin).json()["id"]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    api.http.post(f"/api/v1/sensors/{sensor}/data", json={
+        "start": start.isoformat(), "values": [10.0, 20.0]}, headers=api.admin)
+    params = {"start": (start + timedelta(minutes=15)).isoformat(),
+              "end": (start + timedelta(hours=2)).isoformat(), "resolution": "PT15M"}
+    body = api.http.get(f"/api/v1/sensors/{sensor}/data", params=params, headers=api.admin)
+    assert body.status_code == 200, body.text
+    assert body.json()["values"] == [10.0] * 3 + [20.0] * 4
+    job = api.http.post("/api/v1/scheduling-job/storage", headers=api.admin, json={
+        "start": params["start"], "duration": "PT1H", "resolution": "PT15M",
+        "flex-model": {"soc-at-start": "1 kWh", "soc-max": "2 kWh", "power-capacity": "1 kW"},
+        "flex-context": {"consumption-price": {"sensor": sensor}}})
+    assert job.status_code == 202, job.text

@@ -19,7 +19,7 @@ from api.deps import Caller, CallerDep, KnownQuery, OperatorDep, SessionDep
 from api.fields import Id, IdPath, Label, Name, Resolution, Short, no_nul, reject_nul
 from api.limits import check_portfolio_sites, check_sensor_read, check_site_devices
 from api.problems import errors, link
-from api.references import resample, visible_sensor, visible_site
+from api.references import read_covering, resample, visible_sensor, visible_site
 from store import Account, Portfolio, Sensor, Site
 from store import repository as repo
 from vpp.device import Spec
@@ -456,7 +456,7 @@ def get_data(
     finest = min(step, sensor.resolution)
     check_sensor_read(math.ceil((page_end - start) / finest), "end" if limit is None else "limit")
     values = resample(
-        repo.read_time_series(session, sensor, start, page_end),
+        read_covering(session, sensor, start, page_end),
         sensor.resolution,
         start,
         page_end - start,
