@@ -31,6 +31,9 @@ from vpp.admm import AdmmState, Progress, initial_rho, settings_for, solve_portf
 from vpp.portfolio import PortfolioRequest, price_scale, resolve_target, validate_portfolio
 from vpp.telemetry import span_from
 
+__all__ = ["CheckpointStore", "Coordinator", "DatabaseStore", "DirectoryStore", "warm_key"]
+
+
 logger = logging.getLogger(__name__)
 
 

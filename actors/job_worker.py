@@ -32,6 +32,15 @@ from store.jobs import JobCancelledError, ProgressWriter
 from vpp.errors import RequestValidationError, VppError
 from vpp.settings import get_settings
 
+__all__ = [
+    "SHIFTABLE_STEPS_PER_DEVICE",
+    "JobWorkerDiedError",
+    "execute_in_worker",
+    "in_worker",
+    "job_size",
+    "portfolio_runner",
+]
+
 logger = logging.getLogger(__name__)
 
 

@@ -31,6 +31,16 @@ from store import make_engine, session_factory, upgrade
 from store import repository as repo
 from vpp.settings import get_settings
 
+__all__ = [
+    "COUNT_SECONDS",
+    "NAMESPACE",
+    "RUNNER_NAME",
+    "JobRunner",
+    "get_runner",
+    "resident_bytes",
+    "runner_name",
+]
+
 logger = logging.getLogger(__name__)
 
 RUNNER_NAME = "vpp-job-runner"

@@ -48,6 +48,20 @@ from typing import Any
 
 import ray
 
+__all__ = [
+    "DIRECTIONS",
+    "JOB_BOUNDARIES",
+    "JOB_STATUSES",
+    "SOLVE_BOUNDARIES",
+    "SOLVE_METHODS",
+    "admm_iteration",
+    "job_finished",
+    "set_job_counts",
+    "site_solve",
+    "uftp_message",
+]
+
+
 JOB_STATUSES = ("finished", "failed", "cancelled")
 SOLVE_METHODS = ("solve_alone", "x_update", "solve_within", "dual_value")
 DIRECTIONS = ("in", "out")

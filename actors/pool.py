@@ -31,9 +31,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import ray
@@ -45,6 +45,9 @@ from vpp.errors import VppError
 from vpp.request import ScheduleRequest
 from vpp.site import SiteSchedule
 from vpp.telemetry import inject
+
+__all__ = ["RETRY_PAUSE", "SHARD_CPUS", "PoolOptions", "RayPool"]
+
 
 logger = logging.getLogger(__name__)
 
@@ -267,9 +270,13 @@ def _raised(err: RayTaskError, site_ids: list[str]) -> VppError:
     return VppError(f"the shard of sites {site_ids[:10]} raised {type(cause).__name__}: {cause}")
 
 
+# Ray leaves cluster_resources unannotated, an untyped call to strict mypy.
+_cluster_resources = cast("Callable[[], dict[str, float]]", ray.cluster_resources)
+
+
 def _groups(n: int, options: PoolOptions) -> list[list[int]]:
     if n <= options.one_per_site_max:
         return [[i] for i in range(n)]
-    shards = options.shards or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    shards = options.shards or max(1, int(_cluster_resources().get("CPU", 1)))
     size = math.ceil(n / min(shards, n))
     return [list(range(i, min(i + size, n))) for i in range(0, n, size)]

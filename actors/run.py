@@ -30,6 +30,9 @@ from vpp.portfolio import (
 from vpp.settings import get_settings
 from vpp.telemetry import inject
 
+__all__ = ["OnPhase", "ensure_ray", "run_portfolio", "start_coordinator"]
+
+
 logger = logging.getLogger(__name__)
 
 OnPhase = Callable[[str, dict[str, Any]], None]

@@ -25,6 +25,9 @@ from vpp.request import ScheduleRequest
 from vpp.site import SiteProblem, SiteSchedule
 from vpp.telemetry import span_from, tracer
 
+__all__ = ["CALLS", "SiteShard"]
+
+
 logger = logging.getLogger(__name__)
 
 

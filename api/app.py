@@ -21,6 +21,9 @@ from api.routes import uftp as uftp_routes
 from store import make_engine, session_factory, upgrade
 from vpp.telemetry import span_from
 
+__all__ = ["Dispatcher", "InlineDispatcher", "create_app"]
+
+
 logger = logging.getLogger(__name__)
 
 

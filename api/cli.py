@@ -33,6 +33,9 @@ from typing import Any
 
 from vpp.errors import InfeasibleError, RequestValidationError, VppError
 
+__all__ = ["main", "solve_portfolio"]
+
+
 logger = logging.getLogger(__name__)
 
 

@@ -15,6 +15,9 @@ from fastapi.responses import HTMLResponse
 
 from api.routes.charts import PAGE_HEADERS, STATIC_DIR
 
+__all__ = ["CSP", "REDOC_HEADERS", "SWAGGER_UI_HEADERS", "redoc", "router", "swagger_ui"]
+
+
 CSP = "Content-Security-Policy"
 SWAGGER_UI_HEADERS = PAGE_HEADERS
 REDOC_HEADERS = {

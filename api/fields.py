@@ -17,6 +17,26 @@ from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
 
 from vpp.errors import RequestValidationError
 
+__all__ = [
+    "MAX_ID",
+    "MAX_RESOLUTION",
+    "NUL_MESSAGE",
+    "Id",
+    "IdPath",
+    "IsoDateTime",
+    "Label",
+    "Name",
+    "Resolution",
+    "Short",
+    "is_id",
+    "iso_datetime_text",
+    "no_nul",
+    "nul_path",
+    "positive_resolution",
+    "reject_nul",
+]
+
+
 MAX_ID: Final = 2**31 - 1
 """Ids are 32-bit integers in the database; a larger one names nothing."""
 

@@ -22,6 +22,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from vpp.errors import LimitExceededError, PayloadTooLargeError
 from vpp.settings import get_settings
 
+__all__ = [
+    "DEFAULT_RESOLUTION",
+    "BodyLimit",
+    "check_job",
+    "check_portfolio_sites",
+    "check_sensor_read",
+    "check_site_devices",
+]
+
+
 logger = logging.getLogger(__name__)
 
 _DATETIME = TypeAdapter(AwareDatetime)

@@ -22,6 +22,18 @@ from pydantic import AfterValidator
 from api.fields import no_nul
 from vpp.errors import RequestValidationError
 
+__all__ = [
+    "MAX_LIMIT",
+    "NEXT_HEADER",
+    "Cursor",
+    "Limit",
+    "check_range",
+    "decode",
+    "encode",
+    "link_next",
+]
+
+
 MAX_LIMIT: Final = 1000
 """The most rows one page holds; a larger ``limit`` is cut to this."""
 

@@ -18,6 +18,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from vpp.errors import AuthenticationError, VppError
 from vpp.request import format_path
 
+__all__ = [
+    "LINKS",
+    "PROBLEM",
+    "PROBLEM_SCHEMA",
+    "document",
+    "errors",
+    "install",
+    "link",
+    "problem",
+]
+
 logger = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"

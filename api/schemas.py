@@ -17,6 +17,43 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+__all__ = [
+    "Account",
+    "Commitment",
+    "Connection",
+    "Duration",
+    "FlexOffer",
+    "Health",
+    "Job",
+    "JobAccepted",
+    "JobKind",
+    "JobStatus",
+    "JobSummary",
+    "Me",
+    "Metered",
+    "Order",
+    "Out",
+    "Participant",
+    "Portfolio",
+    "PortfolioUpdateSent",
+    "Profile",
+    "Quantity",
+    "Queued",
+    "Ready",
+    "RedispatchBid",
+    "RevokedOffer",
+    "Sensor",
+    "SensorData",
+    "SensorDataStored",
+    "Site",
+    "Time",
+    "ToCro",
+    "ToDso",
+    "Token",
+    "UftpMessage",
+    "User",
+]
+
 
 def _hyphen(name: str) -> str:
     return name.replace("_", "-")

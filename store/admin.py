@@ -25,6 +25,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from store import repository as repo
 from store.tables import ApiToken, utcnow
 
+__all__ = [
+    "BOOTSTRAP_TOKEN_NAME",
+    "REVOKED_ADMIN_TOKEN",
+    "AdminBootstrap",
+    "database_unreachable",
+    "mint_admin_token",
+    "prepare_admin",
+    "store_bootstrap_token",
+]
+
+
 logger = logging.getLogger(__name__)
 
 BOOTSTRAP_TOKEN_NAME = "bootstrap"

@@ -15,6 +15,9 @@ from sqlalchemy.orm import Session
 
 from store.tables import AdmmCheckpoint, utcnow
 
+__all__ = ["MAX_KEY", "delete", "load", "save"]
+
+
 MAX_KEY = 255  # the length of admm_checkpoints.key
 
 

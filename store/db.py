@@ -24,6 +24,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vpp.settings import get_settings
 
+__all__ = [
+    "MIGRATIONS_DIR",
+    "alembic_config",
+    "downgrade",
+    "make_engine",
+    "session_factory",
+    "upgrade",
+]
+
+
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"

@@ -31,6 +31,30 @@ from store.tables import (
     utcnow,
 )
 
+__all__ = [
+    "CLAIMS",
+    "add_participant",
+    "claim",
+    "commitment_for_offer",
+    "count_outbound",
+    "delete_participant",
+    "enqueue",
+    "finish",
+    "get_offer",
+    "get_offer_by_id",
+    "get_participant",
+    "list_commitments",
+    "list_messages",
+    "list_offers",
+    "list_participants",
+    "next_due",
+    "record_inbound",
+    "retry_later",
+    "save_commitment",
+    "save_offer",
+]
+
+
 logger = logging.getLogger(__name__)
 
 CLAIMS: Final = {"in": ("received", "processing"), "out": ("queued", "sending")}

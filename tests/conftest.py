@@ -15,6 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+# Test modules import db_fixtures (directly or through api_harness) before their
+# ``pytest_plugins = ["db_fixtures"]`` loads it as a plugin; registered here, first, its
+# asserts are rewritten on that import and pytest does not warn that it cannot rewrite them.
+pytest.register_assert_rewrite("db_fixtures")
+
 START = "2026-03-02T00:00:00+01:00"
 
 

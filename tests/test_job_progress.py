@@ -20,6 +20,7 @@ from actors.run import run_portfolio
 from store import make_engine, session_factory, upgrade
 from store import repository as repo
 from store.jobs import PHASES, JobCancelledError, ProgressWriter
+from vpp.portfolio import CentralisedPortfolio
 
 pytest_plugins = ["db_fixtures"]
 
@@ -55,7 +56,8 @@ def test_a_claimed_portfolio_job_shows_its_phase_at_once(tmp_path: Path) -> None
             seen.append(stored())
             on_progress.phase("finalising")
             seen.append(stored())
-            return {"portfolio": {"iterations": 2}}
+            # a real result: the job service stores its schedule rows
+            return CentralisedPortfolio(request).solve().to_json()
 
         assert execute_job(sessions, job_id, runner) == "finished"
         final = stored()

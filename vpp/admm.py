@@ -69,6 +69,27 @@ from vpp.site import SiteProblem, SiteSchedule
 from vpp.telemetry import tracer
 from vpp.timeseries import Horizon
 
+__all__ = [
+    "AdmmSettings",
+    "AdmmState",
+    "Certifier",
+    "Degraded",
+    "LocalPool",
+    "Outcome",
+    "Progress",
+    "SitePool",
+    "call_site",
+    "feasibility_step",
+    "initial_rho",
+    "run_admm",
+    "settings_for",
+    "solve_portfolio_admm",
+    "to_jsonable",
+    "x_accuracy",
+    "z_update",
+]
+
+
 logger = logging.getLogger(__name__)
 
 

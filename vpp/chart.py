@@ -8,6 +8,8 @@ import numpy as np
 
 from vpp.site import SiteSchedule
 
+__all__ = ["plot_schedule"]
+
 
 def plot_schedule(
     schedule: SiteSchedule,

@@ -17,6 +17,19 @@ import numpy as np
 
 from vpp.site import SiteProblem, SiteSchedule
 
+__all__ = [
+    "DT",
+    "START",
+    "STEPS",
+    "baseline",
+    "day_ahead_prices",
+    "demo_request",
+    "heat_demand",
+    "house_load",
+    "pv_forecast",
+]
+
+
 START = "2026-03-02T00:00:00+01:00"
 STEPS = 96
 DT = 0.25
@@ -32,24 +45,28 @@ def day_ahead_prices() -> np.ndarray:
         - 70.0 * np.exp(-(((h - 13.0) / 2.4) ** 2))  # solar dip, negative around noon
         - 20.0 * np.exp(-(((h - 3.5) / 2.0) ** 2))  # night trough
     )
-    return np.round(price, 2)
+    rounded: np.ndarray = np.round(price, 2)
+    return rounded
 
 
 def pv_forecast(peak_kw: float = 6.0) -> np.ndarray:
     h = np.arange(STEPS) * DT
-    return np.round(np.clip(peak_kw * np.sin(np.pi * (h - 7.0) / 11.5), 0.0, None), 3)
+    pv: np.ndarray = np.round(np.clip(peak_kw * np.sin(np.pi * (h - 7.0) / 11.5), 0.0, None), 3)
+    return pv
 
 
 def house_load() -> np.ndarray:
     h = np.arange(STEPS) * DT
     load = 0.35 + 0.6 * np.exp(-(((h - 7.5) / 1.0) ** 2)) + 1.2 * np.exp(-(((h - 19.0) / 1.8) ** 2))
-    return np.round(load, 3)
+    rounded: np.ndarray = np.round(load, 3)
+    return rounded
 
 
 def heat_demand() -> np.ndarray:
     """kW of heat: more at night and in the morning (early March)."""
     h = np.arange(STEPS) * DT
-    return np.round(2.2 + 1.3 * np.cos(2 * np.pi * (h - 5.0) / 24.0), 3)
+    heat: np.ndarray = np.round(2.2 + 1.3 * np.cos(2 * np.pi * (h - 5.0) / 24.0), 3)
+    return heat
 
 
 def _at(hours: float) -> str:

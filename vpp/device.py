@@ -28,6 +28,9 @@ from vpp.timeseries import (
 )
 
 __all__ = [
+    "Common",
+    "DeviceSpec",
+    "DeviceVars",
     "Energy",
     "EnergyInstants",
     "Fraction",
@@ -35,6 +38,10 @@ __all__ = [
     "Power",
     "PowerSeries",
     "PriceSeries",
+    "Spec",
+    "apply_common",
+    "check",
+    "resolve_common",
 ]
 
 

@@ -21,6 +21,9 @@ import numpy as np
 
 from vpp.linear import INF, LinearModel
 
+__all__ = ["TOLERANCE", "Exclusivity"]
+
+
 logger = logging.getLogger(__name__)
 
 TOLERANCE = 1e-7  # kW: below this, "both positive" is solver noise

@@ -45,6 +45,20 @@ from vpp.portfolio import (
 from vpp.solver import HighsSolver
 from vpp.timeseries import Horizon
 
+__all__ = [
+    "LIMITS_ID",
+    "FlexQuote",
+    "PowerLimits",
+    "baseline",
+    "check_limits",
+    "describe_shortfall",
+    "least_excess",
+    "limits_commitment",
+    "quote",
+    "with_commitment",
+]
+
+
 logger = logging.getLogger(__name__)
 
 LIMITS_ID = "requested-limits"

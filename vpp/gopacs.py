@@ -59,6 +59,20 @@ from vpp.portfolio import CentralisedPortfolio, PortfolioRequest, PortfolioResul
 from vpp.request import validate
 from vpp.timeseries import Horizon, iso_duration
 
+__all__ = [
+    "Period",
+    "RedispatchBid",
+    "RedispatchRequest",
+    "Side",
+    "bid_to_json",
+    "needed_volume",
+    "parse_redispatch",
+    "redispatch_bid",
+    "reference_price",
+    "schedule_window",
+]
+
+
 logger = logging.getLogger(__name__)
 
 Side = Literal["sell", "buy"]
@@ -291,7 +305,8 @@ def _max_volume(
         logger.warning("redispatch volume model infeasible; bidding nothing")
         return np.zeros(len(need))
     assert portfolio.last_solution is not None
-    return np.clip(portfolio.last_solution.x[v], 0.0, need)
+    volume: np.ndarray = np.clip(portfolio.last_solution.x[v], 0.0, need)
+    return volume
 
 
 def _cheapest(

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+__all__ = ["INF", "Block", "LinearModel", "Term"]
+
+
 INF = float("inf")
 
 Term = tuple[float, np.ndarray] | tuple[np.ndarray, np.ndarray]

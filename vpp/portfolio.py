@@ -53,6 +53,28 @@ from vpp.site import SiteProblem, SiteSchedule
 from vpp.solver import HighsSolver, Solution
 from vpp.timeseries import Horizon
 
+__all__ = [
+    "AUTO_ADMM_MIN_SITES",
+    "CentralisedPortfolio",
+    "Commitment",
+    "CongestionTarget",
+    "MarketTarget",
+    "PortfolioRequest",
+    "PortfolioResult",
+    "SiteEntry",
+    "Target",
+    "build_sites",
+    "certified_gap",
+    "check_congestion",
+    "choose_method",
+    "compare_with_centralised",
+    "parse_portfolio",
+    "price_scale",
+    "resolve_target",
+    "validate_portfolio",
+]
+
+
 logger = logging.getLogger(__name__)
 
 
@@ -376,7 +398,8 @@ class PortfolioResult:
 
     @property
     def power(self) -> np.ndarray:
-        return np.sum([s.site_power for s in self.schedules], axis=0)
+        total: np.ndarray = np.sum([s.site_power for s in self.schedules], axis=0)
+        return total
 
     @property
     def status(self) -> str:

@@ -17,6 +17,8 @@ import numpy as np
 
 from vpp.linear import LinearModel
 
+__all__ = ["to_pyomo"]
+
 
 def _name(name: str, device: str | None, used: set[str]) -> str:
     base = re.sub(r"\W", "_", f"{name}__{device}" if device else name)

@@ -36,6 +36,9 @@ import scipy.sparse as sp
 from vpp.errors import SolverError
 from vpp.linear import LinearModel
 
+__all__ = ["HUGE", "OsqpProx", "ProxSolver", "Reduced"]
+
+
 logger = logging.getLogger(__name__)
 
 HUGE = 1e20
@@ -98,7 +101,8 @@ class Reduced:
         """The free columns' linear cost of ``cost @ x + rho/2 * ||x[cols] - target||^2``."""
         full = np.asarray(cost, float).copy()
         full[quadratic_cols] -= rho * target
-        return full[self.free]
+        free_cost: np.ndarray = full[self.free]
+        return free_cost
 
     def hessian_diagonal(self, rho: float) -> np.ndarray:
         diag = np.zeros(len(self.free))

@@ -15,6 +15,8 @@ from typing import Any, Final
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+__all__ = ["OTEL_PASSED", "Settings", "env_names", "get_settings", "passed_env"]
+
 
 def _default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "vpp"

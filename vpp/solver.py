@@ -13,15 +13,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 import highspy
 import numpy as np
 
 from vpp.errors import SolverError
 from vpp.linear import LinearModel
+
+__all__ = ["HighsSolver", "Solution", "new_highs"]
+
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +57,20 @@ def _quiet_stdout() -> Iterator[None]:
             os.close(saved)
 
 
+# highspy's stub leaves Highs.__init__ unannotated, an untyped call to strict mypy.
+_Highs = cast("Callable[[], highspy.Highs]", highspy.Highs)
+
+
 @lru_cache(maxsize=1)
 def _banner_printed() -> bool:
     with _quiet_stdout():
-        highspy.Highs()
+        _Highs()
     return True
 
 
 def new_highs(options: dict[str, float | int | str | bool] | None = None) -> highspy.Highs:
     _banner_printed()
-    h = highspy.Highs()
+    h = _Highs()
     h.setOptionValue("output_flag", False)
     for key, value in (options or {}).items():
         h.setOptionValue(key, value)

@@ -42,6 +42,9 @@ from opentelemetry.util.types import AttributeValue
 
 from vpp.settings import get_settings
 
+__all__ = ["JsonLinesExporter", "configure", "inject", "span_from", "tracer"]
+
+
 logger = logging.getLogger(__name__)
 
 
@@ -75,7 +78,8 @@ def _exporter(choice: str) -> SpanExporter | None:
                 "is not installed; spans are not exported"
             )
             return None
-        return OTLPSpanExporter()
+        exporter: SpanExporter = OTLPSpanExporter()  # an optional package: Any to mypy
+        return exporter
     if choice == "file":
         path = (get_settings().otel_file or "").strip()
         if not path:

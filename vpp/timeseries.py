@@ -30,6 +30,22 @@ from pydantic import AwareDatetime, BeforeValidator, TypeAdapter, WithJsonSchema
 from vpp.errors import RequestValidationError
 from vpp.units import Kind, factor, parse_quantity
 
+__all__ = [
+    "Energy",
+    "EnergyInstants",
+    "Fraction",
+    "FractionSeries",
+    "Horizon",
+    "Instants",
+    "Power",
+    "PowerSeries",
+    "PriceSeries",
+    "Segment",
+    "Series",
+    "iso_duration",
+]
+
+
 _DATETIME = TypeAdapter(AwareDatetime)
 _DURATION = TypeAdapter(timedelta)
 

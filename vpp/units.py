@@ -20,6 +20,9 @@ from typing import Any, Literal
 
 import pint
 
+__all__ = ["CANONICAL", "DISPLAY", "Kind", "factor", "parse_quantity", "registry"]
+
+
 Kind = Literal["power", "energy", "price", "fraction"]
 
 CANONICAL: dict[Kind, str] = {
@@ -34,9 +37,9 @@ DISPLAY: dict[Kind, str] = {"power": "kW", "energy": "kWh", "price": "EUR/MWh", 
 
 
 @lru_cache(maxsize=1)
-def registry() -> pint.UnitRegistry:
+def registry() -> pint.UnitRegistry[Any]:
     """The process-wide unit registry (built on first use: it takes ~0.1 s)."""
-    ureg: pint.UnitRegistry = pint.UnitRegistry()
+    ureg: pint.UnitRegistry[Any] = pint.UnitRegistry()
     ureg.define("EUR = [currency] = euro")
     return ureg
 

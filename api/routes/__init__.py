@@ -1,1 +1,3 @@
+
+__all__: list[str] = []
 """The API's routers, one module per resource."""

@@ -23,6 +23,21 @@ from store import repository as repo
 from vpp.device import Spec
 from vpp.errors import ConflictError, NotFoundError, PermissionDeniedError
 
+__all__ = [
+    "AccountIn",
+    "TokenIn",
+    "UserIn",
+    "account_json",
+    "create_account",
+    "create_user",
+    "issue_token",
+    "list_accounts",
+    "list_users",
+    "me",
+    "revoke_token",
+    "router",
+]
+
 router = APIRouter(prefix="/api/v1", tags=["accounts"], dependencies=[KnownQuery])
 
 

@@ -30,6 +30,26 @@ from vpp.errors import VppError
 from vpp.portfolio import CongestionTarget, MarketTarget, PortfolioRequest, resolve_target
 from vpp.request import TimeWindow, validate
 
+__all__ = [
+    "MAX_SITE_LINES",
+    "PAGE_HEADERS",
+    "PALETTE",
+    "STATIC_DIR",
+    "TARGET_COLOUR",
+    "TIME_FORMAT",
+    "TOTAL_COLOUR",
+    "VEGA_LITE_SCHEMA",
+    "chart_spec",
+    "clock",
+    "get_chart",
+    "instants",
+    "job_page",
+    "router",
+    "target_series",
+    "time_axis_title",
+    "zone_label",
+]
+
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
 MAX_SITE_LINES = 20

@@ -27,6 +27,12 @@ from api.problems import errors
 from vpp.gopacs import bid_to_json, needed_volume, parse_redispatch, redispatch_bid, schedule_window
 from vpp.portfolio import validate_portfolio
 
+__all__ = [
+    "Announcement",
+    "post_redispatch_bid",
+    "router",
+]
+
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1/gopacs", tags=["gopacs"], dependencies=[KnownQuery])

@@ -27,6 +27,15 @@ from sqlalchemy import text
 from api import problems, schemas
 from api.deps import KnownQuery
 
+__all__ = [
+    "CHECK_TIMEOUT_S",
+    "PASSING",
+    "database_check",
+    "health",
+    "ready",
+    "router",
+]
+
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["operations"], dependencies=[KnownQuery])

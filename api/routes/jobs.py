@@ -23,6 +23,20 @@ from vpp.portfolio import validate_portfolio
 from vpp.site import validate_site_request
 from vpp.telemetry import inject
 
+__all__ = [
+    "JobAccepted",
+    "JobKind",
+    "JobStatus",
+    "Json",
+    "delete_job",
+    "get_job",
+    "list_jobs",
+    "post_portfolio",
+    "post_shifting",
+    "post_storage",
+    "router",
+]
+
 router = APIRouter(prefix="/api/v1", tags=["scheduling jobs"], dependencies=[KnownQuery])
 
 Json = Annotated[

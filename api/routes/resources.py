@@ -27,6 +27,31 @@ from vpp.errors import ConflictError, FieldIssue, NotFoundError, RequestValidati
 from vpp.request import FlexContext, FlexModel, issues_from_pydantic, validate
 from vpp.timeseries import iso_duration
 
+__all__ = [
+    "CongestionPoint",
+    "PortfolioIn",
+    "SensorIn",
+    "SeriesIn",
+    "SiteIn",
+    "caller_account",
+    "create_portfolio",
+    "create_sensor",
+    "create_site",
+    "delete_site",
+    "get_data",
+    "get_portfolio",
+    "get_site",
+    "list_portfolios",
+    "list_sensors",
+    "list_sites",
+    "portfolio_json",
+    "post_data",
+    "replace_site",
+    "router",
+    "sensor_json",
+    "site_json",
+]
+
 router = APIRouter(
     prefix="/api/v1", tags=["sites, portfolios and time series"], dependencies=[KnownQuery]
 )

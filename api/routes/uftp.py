@@ -56,6 +56,39 @@ from store.tables import (
 from vpp.device import Spec
 from vpp.errors import ConflictError, NotFoundError, RequestValidationError
 
+__all__ = [
+    "DOMAIN",
+    "ENDPOINT",
+    "ENTITY",
+    "Clean",
+    "MessageStatus",
+    "MeteringIn",
+    "ParticipantIn",
+    "PortfolioQueryIn",
+    "PortfolioUpdateIn",
+    "PrognosisIn",
+    "add_participant",
+    "admin",
+    "commitment_json",
+    "delete_participant",
+    "install",
+    "list_commitments",
+    "list_messages",
+    "list_offers",
+    "list_participants",
+    "message",
+    "message_json",
+    "metered_means",
+    "offer_json",
+    "participant_json",
+    "post_agr_portfolio_query",
+    "post_agr_portfolio_update",
+    "post_d_prognosis",
+    "post_metering",
+    "revoke_offer",
+    "router",
+]
+
 router = APIRouter(tags=["UFTP"])
 admin = APIRouter(prefix="/api/v1/uftp", tags=["UFTP"], dependencies=[KnownQuery])
 

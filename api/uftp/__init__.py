@@ -7,3 +7,5 @@
 * :mod:`api.uftp.worker`: the thread (one per API replica) that processes the inbox and
   delivers the outbox, both kept in the database.
 """
+
+__all__: list[str] = []

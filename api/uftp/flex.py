@@ -66,6 +66,22 @@ from vpp.flexibility import PowerLimits, baseline, limits_commitment, quote
 from vpp.portfolio import PortfolioRequest, PortfolioResult, parse_portfolio
 from vpp.timeseries import Horizon
 
+__all__ = [
+    "OPTION",
+    "CongestionPortfolio",
+    "account_ids",
+    "add_commitments",
+    "commitment_json",
+    "congestion_portfolio",
+    "handle_flex_order",
+    "handle_flex_request",
+    "prognosis_on_request",
+    "send_d_prognosis",
+    "store_schedules",
+    "stored_commitments",
+]
+
+
 logger = logging.getLogger(__name__)
 
 OPTION = "A"

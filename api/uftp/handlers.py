@@ -43,6 +43,9 @@ from api.uftp.verify import queue_response
 from store import uftp as store
 from store.tables import UftpParticipant
 
+__all__ = ["HANDLERS", "Handler", "handle"]
+
+
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Session, Any, UftpParticipant, UftpConfig], str]

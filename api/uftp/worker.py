@@ -34,6 +34,9 @@ from api.uftp.verify import queue_response
 from store import uftp as store
 from store.tables import utcnow
 
+__all__ = ["LEASE", "SEND_TIMEOUT", "UftpWorker", "backoff", "count"]
+
+
 logger = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)

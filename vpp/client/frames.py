@@ -13,7 +13,20 @@ import pandas as pd
 
 from vpp.timeseries import iso_duration as _core_iso_duration
 
-__all__ = ["iso_duration", "power_frame", "series_payload", "soc_frame"]
+__all__ = [
+    "POWER_UNITS",
+    "aware",
+    "is_portfolio",
+    "iso",
+    "iso_duration",
+    "power_frame",
+    "result_of",
+    "series_payload",
+    "soc_frame",
+    "steps",
+    "timestamp",
+    "values_in",
+]
 
 
 def iso_duration(delta: timedelta | pd.Timedelta) -> str:
