@@ -107,7 +107,10 @@ def sequential(base: str, jobs: int) -> dict[str, float]:
 
 
 def concurrent(base: str, clients: int, seconds: float) -> dict[str, float]:
+    """``clients`` threads submitting and waiting for jobs; the finished jobs' latencies,
+    jobs/s, and ``errors``: jobs that failed or requests that did (each printed)."""
     latencies: list[float] = []
+    errors: list[str] = []
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
 
@@ -117,7 +120,12 @@ def concurrent(base: str, clients: int, seconds: float) -> dict[str, float]:
             for _ in range(40):
                 if time.monotonic() > deadline:
                     return
-                latency = one_job(client)
+                try:
+                    latency = one_job(client)
+                except (httpx.HTTPError, RuntimeError, KeyError) as err:  # counted, reported
+                    with lock:
+                        errors.append(f"{type(err).__name__}: {err}")
+                    continue
                 with lock:
                     latencies.append(latency)
 
@@ -128,7 +136,11 @@ def concurrent(base: str, clients: int, seconds: float) -> dict[str, float]:
     for t in threads:
         t.join()
     elapsed = time.monotonic() - started
-    return percentiles(latencies) | {"jobs_per_s": len(latencies) / elapsed}
+    for error in errors:
+        print(f"error under load: {error}")
+    return percentiles(latencies) | {
+        "jobs_per_s": len(latencies) / elapsed, "errors": float(len(errors))
+    }
 
 
 def trivial(base: str, n: int = 200) -> float:
@@ -139,6 +151,12 @@ def trivial(base: str, n: int = 200) -> float:
             client.get("/api/v1/health")
             times.append(time.perf_counter() - t)
     return statistics.median(times) * 1000
+
+
+def _load_met(load: dict[str, float], concurrency: int) -> str:
+    if concurrency != 16:
+        return f"not measured here (concurrency {concurrency})"
+    return "met" if load["jobs_per_s"] * 60 >= 1000 and load["errors"] == 0 else "NOT met"
 
 
 def _polling() -> str:
@@ -167,9 +185,16 @@ def report(seq: dict[str, float], load: dict[str, float], floor: float, args: An
         f" | {seq['max']:.1f} | {seq['n']:.0f} | |",
         f"| submit -> result under load ({args.concurrency} concurrent clients) | "
         f"{load['p50']:.1f} | {load['p95']:.1f} | {load['max']:.1f} | {load['n']:.0f} | "
-        f"{load['jobs_per_s']:.1f} jobs/s |",
+        f"{load['jobs_per_s']:.1f} jobs/s ({60 * load['jobs_per_s']:,.0f}/min), "
+        f"{load['errors']:.0f} errors |",
         f"| GET /api/v1/health (Serve's floor) | {floor:.1f} | | | 200 | |", "",
         f"Target p50 < 150 ms for a 96-step battery job: **{met}**.", "",
+        f"Target at least 1,000 finished storage jobs per minute at concurrency 16 with zero "
+        f"errors: **{_load_met(load, args.concurrency)}**.", "",
+        "Why the replica takes 32 requests at once (`api.serve.MAX_ONGOING_REQUESTS`): with "
+        "Serve's default of 5, 16 polling clients made the proxy queue and back off, and the "
+        "same run gave 12.7 jobs/s (762/min) on 2026-12-04, against 40 jobs/s with 8 clients.",
+        "",
     ])
 
 
