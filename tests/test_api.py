@@ -45,11 +45,19 @@ class Api:
     def __init__(self, base: str, database_url: str) -> None:
         self.base = base
         self.database_url = database_url
+        self.clients: list[httpx.Client] = []
         self.admin = self.client(ADMIN_TOKEN)
 
     def client(self, token: str | None) -> httpx.Client:
+        """A client with ``token``, closed with the deployment (:meth:`close`)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.base, headers=headers, timeout=60)
+        client = httpx.Client(base_url=self.base, headers=headers, timeout=60)
+        self.clients.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
 
     def wait(self, client: httpx.Client, job: str, timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -109,7 +117,9 @@ def api(request: pytest.FixtureRequest, serve_port: int, tmp_path_factory: pytes
         _deploy(url, serve_port, directory)
         base = f"http://127.0.0.1:{serve_port}"
         wait_until_healthy(base, 60)
-        yield Api(base, url)
+        deployment = Api(base, url)
+        yield deployment
+        deployment.close()
         _stop_runner(url)
 
 

@@ -1231,10 +1231,13 @@ def test_end_to_end_errors(live: LiveServer) -> None:
         c.delete_site(site["id"])
         with pytest.raises(vc.NotFoundError):
             c.site(site["id"])
-    with pytest.raises(vc.AuthenticationError, match="unknown or revoked token"):
-        Client(live.url, token="wrong").me()
-    with pytest.raises(vc.ApiConnectionError):
-        Client("http://127.0.0.1:9", timeout=2).me()
+    with (
+        pytest.raises(vc.AuthenticationError, match="unknown or revoked token"),
+        Client(live.url, token="wrong") as wrong,
+    ):
+        wrong.me()
+    with pytest.raises(vc.ApiConnectionError), Client("http://127.0.0.1:9", timeout=2) as gone:
+        gone.me()
 
 
 def test_end_to_end_async(live: LiveServer) -> None:

@@ -204,16 +204,15 @@ def test_vpp_portfolio_and_vpp_serve_join_through_ray_address(
     try:
         ready = _wait_ready(base, serve, log)
         assert ready["checks"] == {"database": "ok", "ray": "ok", "runner": "ok"}
-        api = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30)
-        body = json.loads(small.read_text())
-        posted = api.post(f"{base}/api/v1/scheduling-job/portfolio", json=body)
-        assert posted.status_code == 202, posted.text
-        deadline = time.monotonic() + JOB_TIMEOUT
-        while (job := api.get(f"{base}/api/v1/scheduling-job/{posted.json()['job']}").json())[
-            "status"
-        ] in ("queued", "running"):
-            assert time.monotonic() < deadline, f"job not done within {JOB_TIMEOUT} s: {job}"
-            time.sleep(0.5)
+        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
+            body = json.loads(small.read_text())
+            posted = api.post(f"{base}/api/v1/scheduling-job/portfolio", json=body)
+            assert posted.status_code == 202, posted.text
+            deadline = time.monotonic() + JOB_TIMEOUT
+            url = f"{base}/api/v1/scheduling-job/{posted.json()['job']}"
+            while (job := api.get(url).json())["status"] in ("queued", "running"):
+                assert time.monotonic() < deadline, f"job not done within {JOB_TIMEOUT} s: {job}"
+                time.sleep(0.5)
         assert job["status"] == "finished", job
         _check_feasible(job["result"], small)
     finally:
