@@ -631,6 +631,23 @@ def test_page_renders_the_chart_in_chromium(live_job: Any, tmp_path: Path) -> No
 
 
 @needs_chromium
+def test_page_names_a_running_jobs_phase_and_the_servers_cap(tmp_path: Path) -> None:
+    """Issue 11 item 8 on the job page: a running portfolio job shows its phase and its
+    iteration against the server's own cap (not an assumed one)."""
+    app = create_app(f"sqlite:///{tmp_path / 'vpp.db'}")
+    token = admin_token(app)
+    progress = {"phase": "iterating", "iteration": 7, "max-iterations": 100}
+    with app.state.sessions.begin() as session:
+        job_id = repo.create_job(session, "portfolio", {}, account=admin_account(session)).id
+        repo.set_job_status(session, job_id, "running", progress=progress)
+    with served(app) as base:
+        done = chromium(f"{base}/ui/jobs/{job_id}#token={token}", tmp_path / "p", "--dump-dom",
+                        budget_ms=3_000)
+    assert "status: running (iterating, iteration 7 of 100)" in done.stdout, done.stdout[-1500:]
+    assert not [line for line in console_lines(done.stderr) if "Uncaught" in line]
+
+
+@needs_chromium
 def test_page_explains_a_refused_token_in_chromium(live_job: Any, tmp_path: Path) -> None:
     base, _token, job_id = live_job
     done = chromium(f"{base}/ui/jobs/{job_id}#token=vpp_wrong", tmp_path / "profile", "--dump-dom")

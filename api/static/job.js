@@ -36,9 +36,16 @@
     setState(kind === "info" ? "waiting" : "error");
   }
 
+  // "(iterating, iteration 7 of 100)": the job's phase and the server's own iteration cap
   function describeProgress(progress) {
-    if (!progress || progress.iteration === undefined) return "";
-    return " (iteration " + progress.iteration + ")";
+    if (!progress) return "";
+    var parts = [];
+    if (progress.phase) parts.push(progress.phase);
+    if (progress.iteration !== undefined) {
+      var cap = progress["max-iterations"];
+      parts.push("iteration " + progress.iteration + (cap !== undefined ? " of " + cap : ""));
+    }
+    return parts.length ? " (" + parts.join(", ") + ")" : "";
   }
 
   function explain(status, body) {
