@@ -1,0 +1,408 @@
+"""S2 devices through s2-python: messages built with s2-python's own classes are mapped onto
+a flex-model device, scheduled against hand-derived optima, and the schedule is emitted as
+the control type's instructions, which must survive s2-python's own JSON round trip."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from s2python.common import (
+    Commodity,
+    CommodityQuantity,
+    Duration,
+    NumberRange,
+    PowerForecast,
+    PowerForecastElement,
+    PowerForecastValue,
+    PowerRange,
+    Timer,
+    Transition,
+)
+from s2python.ddbc import (
+    DDBCActuatorDescription,
+    DDBCAverageDemandRateForecast,
+    DDBCAverageDemandRateForecastElement,
+    DDBCOperationMode,
+    DDBCSystemDescription,
+)
+from s2python.frbc import (
+    FRBCActuatorDescription,
+    FRBCFillLevelTargetProfile,
+    FRBCFillLevelTargetProfileElement,
+    FRBCLeakageBehaviour,
+    FRBCLeakageBehaviourElement,
+    FRBCOperationMode,
+    FRBCOperationModeElement,
+    FRBCStorageDescription,
+    FRBCStorageStatus,
+    FRBCSystemDescription,
+    FRBCUsageForecast,
+    FRBCUsageForecastElement,
+)
+from s2python.ombc import OMBCOperationMode, OMBCSystemDescription
+from s2python.pebc import (
+    PEBCAllowedLimitRange,
+    PEBCPowerConstraints,
+    PEBCPowerEnvelopeConsequenceType,
+    PEBCPowerEnvelopeLimitType,
+)
+from s2python.ppbc import (
+    PPBCPowerProfileDefinition,
+    PPBCPowerSequence,
+    PPBCPowerSequenceContainer,
+    PPBCPowerSequenceElement,
+)
+
+from vpp import s2
+from vpp.site import SiteProblem
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+GRID = s2.S2Grid(START, HOUR, 4)
+ELECTRIC = CommodityQuantity.ELECTRIC_POWER_3_PHASE_SYMMETRIC
+
+
+def solve(device: dict[str, Any], prices: list[float]) -> dict[str, Any]:
+    request = {
+        "start": START.isoformat(),
+        "duration": "PT4H",
+        "resolution": "PT1H",
+        "flex-model": [device],
+        "flex-context": {"consumption-price": {"values": prices, "unit": "EUR/MWh"}},
+    }
+    entry: dict[str, Any] = SiteProblem(request).solve().to_json()["devices"][0]
+    return entry
+
+
+def powers(entry: dict[str, Any]) -> list[float]:
+    return [round(v, 6) for v in entry["power"]["values"]]
+
+
+def round_trip(messages: list[Any]) -> None:
+    """Each message survives s2-python's own JSON: serialised, parsed back by its class
+    (which validates it as S2) and serialised again to the same text."""
+    for message in messages:
+        back = type(message).from_json(message.to_json())
+        assert back.to_json() == message.to_json()
+        assert back.to_json_dict()["message_type"] == message.message_type
+
+
+def hours(n: float) -> Duration:
+    return Duration.from_timedelta(n * HOUR)
+
+
+# -- FRBC -------------------------------------------------------------------------------
+
+
+def frbc_mode(power: tuple[float, float], rate: tuple[float, float]) -> FRBCOperationMode:
+    element = FRBCOperationModeElement(
+        fill_level_range=NumberRange(start_of_range=0, end_of_range=100),
+        fill_rate=NumberRange(start_of_range=rate[0], end_of_range=rate[1]),
+        power_ranges=[
+            PowerRange(start_of_range=power[0], end_of_range=power[1], commodity_quantity=ELECTRIC)
+        ],
+    )
+    return FRBCOperationMode(id=uuid.uuid4(), elements=[element], abnormal_condition_only=False)
+
+
+def frbc_description(modes: list[FRBCOperationMode]) -> FRBCSystemDescription:
+    transitions = [
+        Transition(
+            id=uuid.uuid4(),
+            from_=a.id,
+            to=b.id,
+            start_timers=[],
+            blocking_timers=[],
+            abnormal_condition_only=False,
+        )
+        for a in modes
+        for b in modes
+        if a is not b
+    ]
+    actuator = FRBCActuatorDescription(
+        id=uuid.uuid4(),
+        supported_commodities=[Commodity.ELECTRICITY],
+        operation_modes=modes,
+        transitions=transitions,
+        timers=[],
+    )
+    return FRBCSystemDescription(
+        message_id=uuid.uuid4(),
+        valid_from=START,
+        actuators=[actuator],
+        storage=FRBCStorageDescription(
+            provides_leakage_behaviour=False,
+            provides_fill_level_target_profile=True,
+            provides_usage_forecast=False,
+            fill_level_range=NumberRange(start_of_range=0, end_of_range=100),
+        ),
+    )
+
+
+# a 10 kWh battery in %: 5 kW fills (or drains) 50 %/h, so 10 % is one kWh
+CHARGE = (0.0, 5000.0), (0.0, 50 / 3600)
+DISCHARGE = (-5000.0, 0.0), (-50 / 3600, 0.0)
+IDLE = (0.0, 0.0), (0.0, 0.0)
+STATUS = FRBCStorageStatus(message_id=uuid.uuid4(), present_fill_level=0.0)
+
+
+def test_frbc_maps_onto_a_storage_that_charges_cheap_and_discharges_dear() -> None:
+    modes = [frbc_mode(*IDLE), frbc_mode(*CHARGE), frbc_mode(*DISCHARGE)]
+    description = frbc_description(modes)
+    device = s2.frbc_device(description, STATUS, GRID)
+    assert device["soc-max"] == "10.0 kWh"
+    assert device["consumption-capacity"] == device["production-capacity"] == "5.0 kW"
+    entry = solve(device, [10, 10, 100, 100])
+    assert powers(entry) == [5, 5, -5, -5]
+    assert [round(v, 6) for v in entry["soc"]["values"]] == [0, 5, 10, 5, 0]
+    instructions = s2.frbc_instructions(description, entry, GRID)
+    assert [
+        (i.operation_mode, i.operation_mode_factor, i.execution_time) for i in instructions
+    ] == [
+        (modes[1].id, 1.0, START),
+        (modes[2].id, 0.0, START + 2 * HOUR),
+    ]
+    assert all(i.actuator_id == description.actuators[0].id for i in instructions)
+    round_trip(instructions)
+
+
+def test_frbc_fill_level_target_profile_keeps_half_full_in_the_last_hour() -> None:
+    modes = [frbc_mode(*IDLE), frbc_mode(*CHARGE), frbc_mode(*DISCHARGE)]
+    description = frbc_description(modes)
+    profile = FRBCFillLevelTargetProfile(
+        message_id=uuid.uuid4(),
+        start_time=START,
+        elements=[
+            FRBCFillLevelTargetProfileElement(
+                duration=hours(3), fill_level_range=NumberRange(start_of_range=0, end_of_range=100)
+            ),
+            FRBCFillLevelTargetProfileElement(
+                duration=hours(1), fill_level_range=NumberRange(start_of_range=50, end_of_range=100)
+            ),
+        ],
+    )
+    device = s2.frbc_device(description, STATUS, GRID, fill_level_target_profile=profile)
+    entry = solve(device, [10, 10, 100, 100])
+    # at least 5 kWh at 03:00 and 04:00: only the first of the dear hours may discharge
+    assert powers(entry) == [5, 5, -5, 0]
+    instructions = s2.frbc_instructions(description, entry, GRID)
+    assert [i.operation_mode for i in instructions] == [modes[1].id, modes[2].id, modes[0].id]
+    round_trip(instructions)
+
+
+def test_frbc_disjoint_power_ranges_are_refused_naming_the_field() -> None:
+    # charging only between 2 and 5 kW: a gap between idle/discharge and charge
+    modes = [frbc_mode((2000.0, 5000.0), (20 / 3600, 50 / 3600)), frbc_mode(*DISCHARGE)]
+    with pytest.raises(s2.S2MappingError, match=r"power_ranges.*gap"):
+        s2.frbc_device(frbc_description(modes), STATUS, GRID)
+
+
+def test_frbc_usage_forecast_and_leakage_become_soc_usage() -> None:
+    description = frbc_description([frbc_mode(*IDLE), frbc_mode(*CHARGE)])
+    usage = FRBCUsageForecast(
+        message_id=uuid.uuid4(),
+        start_time=START - HOUR,  # one elapsed hour is dropped
+        elements=[
+            FRBCUsageForecastElement(duration=hours(1), usage_rate_expected=r / 3600)
+            for r in (99, 10, 20, 0, 30)  # % per hour
+        ],
+    )
+    leakage = FRBCLeakageBehaviour(
+        message_id=uuid.uuid4(),
+        valid_from=START,
+        elements=[
+            FRBCLeakageBehaviourElement(
+                fill_level_range=NumberRange(start_of_range=0, end_of_range=100),
+                leakage_rate=1 / 3600,
+            )
+        ],
+    )
+    device = s2.frbc_device(
+        description, STATUS, GRID, usage_forecast=usage, leakage_behaviour=leakage
+    )
+    # 10 % is one kWh: usage 10, 20, 0, 30 %/h plus 1 %/h leakage
+    assert device["soc-usage"] == {"values": [1.1, 2.1, 0.1, 3.1], "unit": "kW"}
+    assert device["production-capacity"] == "0.0 kW"  # no discharging mode
+
+
+def test_frbc_timers_are_refused_until_operation_modes_are_modelled() -> None:
+    description = frbc_description([frbc_mode(*IDLE), frbc_mode(*CHARGE)])
+    actuator = description.actuators[0]
+    actuator.timers = [Timer(id=uuid.uuid4(), duration=hours(1))]
+    with pytest.raises(s2.S2MappingError, match=r"actuators\[0\]\.timers.*issue 13 item 6"):
+        s2.frbc_device(description, STATUS, GRID)
+
+
+# -- PPBC -------------------------------------------------------------------------------
+
+
+def test_ppbc_maps_onto_a_shiftable_process_started_in_the_cheap_hours() -> None:
+    sequence = PPBCPowerSequence(
+        id=uuid.uuid4(),
+        elements=[
+            PPBCPowerSequenceElement(
+                duration=hours(1),
+                power_values=[PowerForecastValue(value_expected=w, commodity_quantity=ELECTRIC)],
+            )
+            for w in (3000.0, 1000.0)
+        ],
+        is_interruptible=False,
+        max_pause_before=Duration.from_milliseconds(0),
+        abnormal_condition_only=False,
+    )
+    container = PPBCPowerSequenceContainer(id=uuid.uuid4(), power_sequences=[sequence])
+    definition = PPBCPowerProfileDefinition(
+        message_id=uuid.uuid4(),
+        id=uuid.uuid4(),
+        start_time=START,
+        end_time=START + 4 * HOUR,
+        power_sequences_containers=[container],
+    )
+    device = s2.ppbc_device(definition, GRID)
+    assert device["power"] == {"values": [3.0, 1.0], "unit": "kW"}
+    # start 00:00 costs 3*100+10, 01:00 costs 3*10+10, 02:00 costs 3*10+100 (EUR/MWh * kWh)
+    entry = solve(device, [100, 10, 10, 100])
+    assert powers(entry) == [0, 3, 1, 0]
+    (instruction,) = s2.ppbc_instructions(definition, entry, GRID)
+    assert instruction.execution_time == START + HOUR
+    assert (instruction.power_profile_id, instruction.sequence_container_id) == (
+        definition.id,
+        container.id,
+    )
+    assert instruction.power_sequence_id == sequence.id
+    round_trip([instruction])
+
+    two = definition.model_copy(update={"power_sequences_containers": [container, container]})
+    with pytest.raises(s2.S2MappingError, match="power_sequences_containers"):
+        s2.ppbc_device(two, GRID)
+
+
+# -- PEBC -------------------------------------------------------------------------------
+
+
+def test_pebc_maps_onto_curtailable_generation_cut_at_a_negative_price() -> None:
+    constraints = PEBCPowerConstraints(
+        message_id=uuid.uuid4(),
+        id=uuid.uuid4(),
+        valid_from=START,
+        valid_until=None,
+        consequence_type=PEBCPowerEnvelopeConsequenceType.VANISH,
+        allowed_limit_ranges=[
+            PEBCAllowedLimitRange(
+                commodity_quantity=ELECTRIC,
+                limit_type=PEBCPowerEnvelopeLimitType.LOWER_LIMIT,
+                range_boundary=NumberRange(start_of_range=-4000, end_of_range=0),
+                abnormal_condition_only=False,
+            ),
+            PEBCAllowedLimitRange(
+                commodity_quantity=ELECTRIC,
+                limit_type=PEBCPowerEnvelopeLimitType.UPPER_LIMIT,
+                range_boundary=NumberRange(start_of_range=0, end_of_range=0),
+                abnormal_condition_only=False,
+            ),
+        ],
+    )
+    forecast = PowerForecast(
+        message_id=uuid.uuid4(),
+        start_time=START,
+        elements=[
+            PowerForecastElement(
+                duration=hours(4),
+                power_values=[
+                    PowerForecastValue(value_expected=-4000, commodity_quantity=ELECTRIC)
+                ],
+            )
+        ],
+    )
+    device = s2.pebc_device(constraints, forecast, GRID)
+    assert device["curtailable"] is True
+    entry = solve(device, [50, -20, 50, 50])
+    assert powers(entry) == [-4, 0, -4, -4]
+    (instruction,) = s2.pebc_instructions(constraints, entry, GRID)
+    assert instruction.power_constraints_id == constraints.id
+    (envelope,) = instruction.power_envelopes
+    assert [
+        (e.duration.to_timedelta(), e.lower_limit, e.upper_limit)
+        for e in envelope.power_envelope_elements
+    ] == [(HOUR, -4000.0, 0.0), (HOUR, 0.0, 0.0), (2 * HOUR, -4000.0, 0.0)]
+    round_trip([instruction])
+
+    defer = constraints.model_copy(
+        update={"consequence_type": PEBCPowerEnvelopeConsequenceType.DEFER}
+    )
+    with pytest.raises(s2.S2MappingError, match="consequence_type"):
+        s2.pebc_device(defer, forecast, GRID)
+
+
+# -- DDBC -------------------------------------------------------------------------------
+
+
+def test_ddbc_maps_onto_the_power_that_meets_the_demand() -> None:
+    mode_id = uuid.uuid4()  # s2-python 0.11.1 wants both its generated `Id` and its `id`
+    mode = DDBCOperationMode(
+        Id=str(mode_id),
+        id=mode_id,
+        power_ranges=[PowerRange(start_of_range=0, end_of_range=3000, commodity_quantity=ELECTRIC)],
+        supply_range=[NumberRange(start_of_range=0, end_of_range=6)],
+        abnormal_condition_only=False,
+    )
+    actuator = DDBCActuatorDescription(
+        id=uuid.uuid4(),
+        supported_commodites=[Commodity.ELECTRICITY],
+        operation_modes=[mode],
+        transitions=[],
+        timers=[],
+    )
+    description = DDBCSystemDescription(
+        message_id=uuid.uuid4(),
+        valid_from=START,
+        actuators=[actuator],
+        present_demand_rate=NumberRange(start_of_range=2, end_of_range=2),
+        provides_average_demand_rate_forecast=True,
+    )
+    forecast = DDBCAverageDemandRateForecast(
+        message_id=uuid.uuid4(),
+        start_time=START,
+        elements=[
+            DDBCAverageDemandRateForecastElement(duration=hours(1), demand_rate_expected=d)
+            for d in (2, 4, 0, 6)
+        ],
+    )
+    device = s2.ddbc_device(description, forecast, GRID)
+    entry = solve(device, [10, 10, 10, 10])
+    assert powers(entry) == [1, 2, 0, 3]  # 0.5 kW per unit of supply
+    instructions = s2.ddbc_instructions(description, entry, GRID)
+    assert [round(i.operation_mode_factor, 6) for i in instructions] == [
+        round(1 / 3, 6),
+        round(2 / 3, 6),
+        0,
+        1,
+    ]
+    assert [i.execution_time for i in instructions] == [START + k * HOUR for k in range(4)]
+    round_trip(instructions)
+
+
+# -- OMBC -------------------------------------------------------------------------------
+
+
+def test_ombc_is_refused_until_operation_modes_are_modelled() -> None:
+    description = OMBCSystemDescription(
+        message_id=uuid.uuid4(),
+        valid_from=START,
+        operation_modes=[
+            OMBCOperationMode(
+                id=uuid.uuid4(),
+                power_ranges=[
+                    PowerRange(start_of_range=0, end_of_range=2000, commodity_quantity=ELECTRIC)
+                ],
+                abnormal_condition_only=False,
+            )
+        ],
+        transitions=[],
+        timers=[],
+    )
+    with pytest.raises(s2.S2MappingError, match="issue 13 item 6"):
+        s2.ombc_device(description, GRID)
