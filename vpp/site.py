@@ -223,13 +223,7 @@ def _clean(v: float) -> float:
 class SiteProblem:
     """A site's model: validated, pre-checked and built once; :meth:`solve` re-solves warm."""
 
-    def __init__(
-        self, request: ScheduleRequest | dict[str, Any], *, break_ties: bool = True
-    ) -> None:
-        # A portfolio's sites (break_ties=False) keep the first optimum: the ADMM's final
-        # step and its certificate compare site solves, and a second, tie-breaking solve per
-        # site changed which of equal-cost schedules they split the target into.
-        self.break_ties = break_ties
+    def __init__(self, request: ScheduleRequest | dict[str, Any]) -> None:
         self.request = parse_request(request)
         self.inputs = resolve_site(self.request)
         self.horizon = self.inputs.horizon
@@ -434,9 +428,7 @@ class SiteProblem:
                 break
         # only on the site's own prices: with an ADMM price or penalty the second solve would
         # keep that objective, not the energy cost the schedule reports
-        if self.break_ties and power_price is None and hessian is None and (
-            solution.status == "optimal"
-        ):
+        if power_price is None and hessian is None and solution.status == "optimal":
             solution = self._break_ties(cost, solution)
         self.last_x = solution.x
         result = self._schedule(solution.x, solution.objective + constant)
