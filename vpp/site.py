@@ -42,7 +42,7 @@ from vpp.errors import (
     SolverError,
     VppError,
 )
-from vpp.exclusive import TOLERANCE, Exclusivity
+from vpp.exclusive import Exclusivity
 from vpp.linear import INF, LinearModel, Term
 from vpp.qp import OsqpProx
 from vpp.request import FlexContext, ScheduleRequest, parse_request
@@ -426,9 +426,7 @@ class SiteProblem:
                 break
             if hessian is not None or not self.charge_discharge.enforce(self.model, solution.x):
                 break
-        # only on the site's own prices: with an ADMM price or penalty the second solve would
-        # keep that objective, not the energy cost the schedule reports
-        if power_price is None and hessian is None and solution.status == "optimal":
+        if hessian is None and solution.status == "optimal":
             solution = self._break_ties(cost, solution)
         self.last_x = solution.x
         result = self._schedule(solution.x, solution.objective + constant)
@@ -445,16 +443,7 @@ class SiteProblem:
         if not ties:
             return solution
         x = assets.storage.break_ties(self.solver.highs, cost, solution.objective, ties)
-        if x is None or self._flows_at_once(x):
-            # the second solve may charge and discharge at once where the first needed no
-            # binary: keep the first optimum rather than a schedule that wastes energy
-            return solution
-        return dataclasses.replace(solution, x=x)
-
-    def _flows_at_once(self, x: np.ndarray) -> bool:
-        """Whether ``x`` charges and discharges (or imports and exports) at once anywhere."""
-        pairs = [*self.charge_discharge.pairs, *self.import_export.pairs]
-        return any(bool(np.any(np.minimum(x[a], x[b]) > TOLERANCE)) for a, b, _ in pairs)
+        return solution if x is None else dataclasses.replace(solution, x=x)
 
     def _solve_in_time(self, started: float) -> Solution:
         """One HiGHS run within what is left of the request's ``time-limit``; no schedule by
