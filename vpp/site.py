@@ -22,10 +22,8 @@ Objective (EUR), minimised:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,18 +33,12 @@ import numpy as np
 
 from vpp import assets
 from vpp.device import Common, DeviceSpec, DeviceVars, apply_common, resolve_common
-from vpp.errors import (
-    FieldIssue,
-    InfeasibleError,
-    RequestValidationError,
-    SolverError,
-    VppError,
-)
+from vpp.errors import FieldIssue, InfeasibleError, RequestValidationError, VppError
 from vpp.exclusive import Exclusivity
 from vpp.linear import INF, LinearModel, Term
 from vpp.qp import OsqpProx
 from vpp.request import FlexContext, ScheduleRequest, parse_request
-from vpp.solver import HighsSolver, Solution
+from vpp.solver import HighsSolver
 from vpp.timeseries import Horizon, Series, iso_duration
 
 __all__ = [
@@ -204,7 +196,7 @@ class SiteSchedule:
                 entry[key] = series(result.values, result.unit)
             devices.append(entry)
         return {
-            "status": "time-limited" if "mip-gap" in self.extra else "finished",
+            "status": "finished",
             "start": self.horizon.start.isoformat(),
             "duration": iso_duration(self.horizon.duration),
             "resolution": iso_duration(self.horizon.resolution),
@@ -234,9 +226,7 @@ class SiteProblem:
         self.charge_discharge = Exclusivity("no-simultaneous-charge-discharge")
         self._build()
         self._precheck()
-        limit = self.request.time_limit
-        self.time_limit = math.inf if limit is None else limit
-        self.solver = HighsSolver(self.model, time_limit=self.time_limit)
+        self.solver = HighsSolver(self.model)
         self.solver.set_cost(self.base_cost)
         self.last_x: np.ndarray | None = None
         self._prox: OsqpProx | None = None
@@ -277,9 +267,9 @@ class SiteProblem:
         lm.add_rows("site-balance", terms, constant, constant)
         own = [(dv, c) for dv, c in self.devices if c.own_prices]
         own_constant = sum((dv.constant for dv, _ in own if dv.constant is not None), np.zeros(n))
-        import_bound, export_bound = self._settlement_bounds()
-        self.imports = lm.add_vars("import", n, 0.0, import_bound)
-        self.exports = lm.add_vars("export", n, 0.0, export_bound)
+        bound = self._power_bound()
+        self.imports = lm.add_vars("import", n, 0.0, bound)
+        self.exports = lm.add_vars("export", n, 0.0, bound)
         settle: list[Term] = [(1.0, self.imports), (-1.0, self.exports), (-1.0, self.power)]
         for dv, _ in own:
             settle += dv.power_terms(1.0)
@@ -299,7 +289,7 @@ class SiteProblem:
                 )
         spread = np.flatnonzero(inp.production_price > inp.consumption_price + 1e-12)
         if spread.size:
-            self.import_export.add_binaries(lm, self.imports, self.exports, spread, None)
+            self.import_export.add_binaries(self.model, self.imports, self.exports, spread, None)
         # one cost per column, binaries included: a portfolio concatenates sites' costs
         self.base_cost = np.pad(cost, (0, self.model.n_cols - cost.size))
 
@@ -331,24 +321,12 @@ class SiteProblem:
             np.minimum(most, self.inputs.consumption_capacity),
         )
 
-    def _settlement_bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """The most the site can import and export per step: the big-M of the exclusivity
-        rows. Settled power is the site's power minus its own-priced devices', so it lies
-        within the other devices' range (plus inflexible load) and within the connection's
-        capacity less the own-priced devices' range. The tighter the bound, the tighter
-        the LP relaxation of the import/export binaries (the sum of all devices' ranges
-        was used before)."""
-        n = self.horizon.steps
-        least, most = self.inputs.inflexible.copy(), self.inputs.inflexible.copy()
-        own_least, own_most = np.zeros(n), np.zeros(n)
-        for (lo, hi), (_, common) in zip(self._ranges(), self.devices, strict=True):
-            if common.own_prices:
-                own_least, own_most = own_least + lo, own_most + hi
-            else:
-                least, most = least + lo, most + hi
-        most = np.minimum(most, self.inputs.consumption_capacity - own_least)
-        least = np.maximum(least, -self.inputs.production_capacity - own_most)
-        return np.maximum(most, 0.0), np.maximum(-least, 0.0)
+    def _power_bound(self) -> np.ndarray:
+        """A finite bound on |import| and |export|, for the big-M of exclusivity rows."""
+        bound: np.ndarray = np.abs(self.inputs.inflexible)
+        for least, most in self._ranges():
+            bound = bound + np.maximum(np.abs(least), np.abs(most))
+        return bound
 
     def _check_site_capacity(self) -> None:
         """Fixed load alone above the connection's capacity is named before solving."""
@@ -411,9 +389,8 @@ class SiteProblem:
             constant += 0.5 * rho * float(target @ target)
         self.solver.set_cost(cost)
         self.solver.set_quadratic(hessian)
-        started = time.monotonic()
         for _ in range(self.horizon.steps + 1):
-            solution = self._solve_in_time(started)
+            solution = self.solver.solve()
             if solution.status == "infeasible":
                 if not explain:
                     raise InfeasibleError(
@@ -422,45 +399,13 @@ class SiteProblem:
                     )
                 raise self._explain_infeasible()
             # a QP cannot take binaries (HiGHS has no MIQP): the penalised solve relaxes them
-            if solution.status == "feasible":  # the incumbent at the time limit: no more rounds
-                break
             if hessian is not None or not self.charge_discharge.enforce(self.model, solution.x):
                 break
-        if hessian is None and solution.status == "optimal":
-            solution = self._break_ties(cost, solution)
         self.last_x = solution.x
         result = self._schedule(solution.x, solution.objective + constant)
         if solution.status == "feasible":
             result.extra["mip-gap"] = solution.mip_gap
         return result
-
-    def _break_ties(self, cost: np.ndarray, solution: Solution) -> Solution:
-        """Among the optima, the one the storages' ``prefer-charging-sooner`` and
-        ``prefer-curtailing-later`` pick (a second, lexicographic solve that keeps the cost:
-        :func:`vpp.assets.storage.break_ties`); the first optimum when there is nothing to
-        break or that solve does not end optimal."""
-        ties = [dv.extra["tie-break"] for dv, _ in self.devices if "tie-break" in dv.extra]
-        if not ties:
-            return solution
-        x = assets.storage.break_ties(self.solver.highs, cost, solution.objective, ties)
-        return solution if x is None else dataclasses.replace(solution, x=x)
-
-    def _solve_in_time(self, started: float) -> Solution:
-        """One HiGHS run within what is left of the request's ``time-limit``; no schedule by
-        then fails naming the limit."""
-        if math.isinf(self.time_limit):
-            return self.solver.solve()
-        left = self.time_limit - (time.monotonic() - started)
-        self.solver.highs.setOptionValue("time_limit", max(left, 1e-3))
-        try:
-            return self.solver.solve()
-        except SolverError as err:
-            if time.monotonic() - started < self.time_limit:
-                raise
-            raise SolverError(
-                f"the solver found no schedule within the time-limit of {self.time_limit:g} s "
-                f"({err.message}); give a larger time-limit"
-            ) from None
 
     # -- ADMM ------------------------------------------------------------------------
     def prox(
