@@ -44,7 +44,7 @@ class SiteShard:
 
     def __init__(self, ids: list[str], requests: list[ScheduleRequest]) -> None:
         self.ids = ids
-        self.sites = [SiteProblem(r) for r in requests]
+        self.sites = [SiteProblem(r, break_ties=False) for r in requests]
         self._spans = tracer(__name__)
         logger.info("shard of %d sites ready in pid %d", len(ids), os.getpid())
 

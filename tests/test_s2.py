@@ -186,10 +186,11 @@ def test_frbc_fill_level_target_profile_keeps_half_full_in_the_last_hour() -> No
     )
     device = s2.frbc_device(description, STATUS, GRID, fill_level_target_profile=profile)
     entry = solve(device, [10, 10, 100, 100])
-    # at least 5 kWh at 03:00 and 04:00: only the first of the dear hours may discharge
-    assert powers(entry) == [5, 5, -5, 0]
+    # at least 5 kWh at 03:00 and 04:00: only one of the two dear hours may discharge; both
+    # cost the same, and prefer-charging-sooner (on by default) keeps it full longer
+    assert powers(entry) == [5, 5, 0, -5]
     instructions = s2.frbc_instructions(description, entry, GRID)
-    assert [i.operation_mode for i in instructions] == [modes[1].id, modes[2].id, modes[0].id]
+    assert [i.operation_mode for i in instructions] == [modes[1].id, modes[0].id, modes[2].id]
     round_trip(instructions)
 
 

@@ -44,12 +44,17 @@ class Exclusivity:
         b: np.ndarray,
         steps: np.ndarray,
         device: str | None,
+        big_m: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
+        """Binaries at ``steps``; ``big_m`` (per step of the whole horizon) overrides the
+        columns' upper bounds as ``M`` where the caller knows tighter ones."""
         _, hi = model.bounds()
         y = model.add_vars(
             f"{self.family}-binary", len(steps), 0.0, 1.0, device=device, integer=True
         )
         m_a, m_b = hi[a[steps]], hi[b[steps]]
+        if big_m is not None:
+            m_a, m_b = np.minimum(m_a, big_m[0][steps]), np.minimum(m_b, big_m[1][steps])
         model.add_rows(
             self.family,
             [(1.0, a[steps]), (-m_a, y)],

@@ -363,7 +363,7 @@ def build_sites(request: PortfolioRequest) -> list[SiteProblem]:
     problems, issues = [], []
     for i in range(len(request.sites)):
         try:
-            problems.append(SiteProblem(request.site_request(i)))
+            problems.append(SiteProblem(request.site_request(i), break_ties=False))
         except RequestValidationError as err:
             issues += _site_issues(request, i, err)
         except InfeasibleError as err:

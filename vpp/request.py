@@ -148,6 +148,8 @@ class ScheduleRequest(TimeWindow):
 
     flex_model: FlexModel
     flex_context: FlexContext = Field(default_factory=FlexContext)
+    # seconds for the solver; a MILP that hits it returns its incumbent ("time-limited")
+    time_limit: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @field_validator("flex_model")
     @classmethod

@@ -22,8 +22,10 @@ Objective (EUR), minimised:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,12 +35,18 @@ import numpy as np
 
 from vpp import assets
 from vpp.device import Common, DeviceSpec, DeviceVars, apply_common, resolve_common
-from vpp.errors import FieldIssue, InfeasibleError, RequestValidationError, VppError
-from vpp.exclusive import Exclusivity
+from vpp.errors import (
+    FieldIssue,
+    InfeasibleError,
+    RequestValidationError,
+    SolverError,
+    VppError,
+)
+from vpp.exclusive import TOLERANCE, Exclusivity
 from vpp.linear import INF, LinearModel, Term
 from vpp.qp import OsqpProx
 from vpp.request import FlexContext, ScheduleRequest, parse_request
-from vpp.solver import HighsSolver
+from vpp.solver import HighsSolver, Solution
 from vpp.timeseries import Horizon, Series, iso_duration
 
 __all__ = [
@@ -196,7 +204,7 @@ class SiteSchedule:
                 entry[key] = series(result.values, result.unit)
             devices.append(entry)
         return {
-            "status": "finished",
+            "status": "time-limited" if "mip-gap" in self.extra else "finished",
             "start": self.horizon.start.isoformat(),
             "duration": iso_duration(self.horizon.duration),
             "resolution": iso_duration(self.horizon.resolution),
@@ -215,7 +223,13 @@ def _clean(v: float) -> float:
 class SiteProblem:
     """A site's model: validated, pre-checked and built once; :meth:`solve` re-solves warm."""
 
-    def __init__(self, request: ScheduleRequest | dict[str, Any]) -> None:
+    def __init__(
+        self, request: ScheduleRequest | dict[str, Any], *, break_ties: bool = True
+    ) -> None:
+        # A portfolio's sites (break_ties=False) keep the first optimum: the ADMM's final
+        # step and its certificate compare site solves, and a second, tie-breaking solve per
+        # site changed which of equal-cost schedules they split the target into.
+        self.break_ties = break_ties
         self.request = parse_request(request)
         self.inputs = resolve_site(self.request)
         self.horizon = self.inputs.horizon
@@ -226,7 +240,9 @@ class SiteProblem:
         self.charge_discharge = Exclusivity("no-simultaneous-charge-discharge")
         self._build()
         self._precheck()
-        self.solver = HighsSolver(self.model)
+        limit = self.request.time_limit
+        self.time_limit = math.inf if limit is None else limit
+        self.solver = HighsSolver(self.model, time_limit=self.time_limit)
         self.solver.set_cost(self.base_cost)
         self.last_x: np.ndarray | None = None
         self._prox: OsqpProx | None = None
@@ -267,6 +283,9 @@ class SiteProblem:
         lm.add_rows("site-balance", terms, constant, constant)
         own = [(dv, c) for dv, c in self.devices if c.own_prices]
         own_constant = sum((dv.constant for dv, _ in own if dv.constant is not None), np.zeros(n))
+        # the columns keep the loose bound: tighter column bounds changed the ADMM's path
+        # (the market case of tests/test_admm_trust.py took 320 iterations instead of 230);
+        # only the exclusivity rows' big-M, where the MILP relaxation needs it, is tight
         bound = self._power_bound()
         self.imports = lm.add_vars("import", n, 0.0, bound)
         self.exports = lm.add_vars("export", n, 0.0, bound)
@@ -289,7 +308,9 @@ class SiteProblem:
                 )
         spread = np.flatnonzero(inp.production_price > inp.consumption_price + 1e-12)
         if spread.size:
-            self.import_export.add_binaries(self.model, self.imports, self.exports, spread, None)
+            self.import_export.add_binaries(
+                lm, self.imports, self.exports, spread, None, big_m=self._settlement_bounds()
+            )
         # one cost per column, binaries included: a portfolio concatenates sites' costs
         self.base_cost = np.pad(cost, (0, self.model.n_cols - cost.size))
 
@@ -322,11 +343,30 @@ class SiteProblem:
         )
 
     def _power_bound(self) -> np.ndarray:
-        """A finite bound on |import| and |export|, for the big-M of exclusivity rows."""
+        """A finite bound on |import| and |export|: the columns' upper bound."""
         bound: np.ndarray = np.abs(self.inputs.inflexible)
         for least, most in self._ranges():
             bound = bound + np.maximum(np.abs(least), np.abs(most))
         return bound
+
+    def _settlement_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The most the site can import and export per step: the big-M of the exclusivity
+        rows. Settled power is the site's power minus its own-priced devices', so it lies
+        within the other devices' range (plus inflexible load) and within the connection's
+        capacity less the own-priced devices' range. The tighter the bound, the tighter
+        the LP relaxation of the import/export binaries (the sum of all devices' ranges
+        was used before)."""
+        n = self.horizon.steps
+        least, most = self.inputs.inflexible.copy(), self.inputs.inflexible.copy()
+        own_least, own_most = np.zeros(n), np.zeros(n)
+        for (lo, hi), (_, common) in zip(self._ranges(), self.devices, strict=True):
+            if common.own_prices:
+                own_least, own_most = own_least + lo, own_most + hi
+            else:
+                least, most = least + lo, most + hi
+        most = np.minimum(most, self.inputs.consumption_capacity - own_least)
+        least = np.maximum(least, -self.inputs.production_capacity - own_most)
+        return np.maximum(most, 0.0), np.maximum(-least, 0.0)
 
     def _check_site_capacity(self) -> None:
         """Fixed load alone above the connection's capacity is named before solving."""
@@ -389,8 +429,9 @@ class SiteProblem:
             constant += 0.5 * rho * float(target @ target)
         self.solver.set_cost(cost)
         self.solver.set_quadratic(hessian)
+        started = time.monotonic()
         for _ in range(self.horizon.steps + 1):
-            solution = self.solver.solve()
+            solution = self._solve_in_time(started)
             if solution.status == "infeasible":
                 if not explain:
                     raise InfeasibleError(
@@ -399,13 +440,78 @@ class SiteProblem:
                     )
                 raise self._explain_infeasible()
             # a QP cannot take binaries (HiGHS has no MIQP): the penalised solve relaxes them
+            if solution.status == "feasible":  # the incumbent at the time limit: no more rounds
+                break
             if hessian is not None or not self.charge_discharge.enforce(self.model, solution.x):
                 break
+        # only on the site's own prices: with an ADMM price or penalty the second solve would
+        # keep that objective, not the energy cost the schedule reports
+        own_prices_only = power_price is None and hessian is None
+        if self.break_ties and own_prices_only and solution.status == "optimal":
+            solution = self._break_ties(solution)
         self.last_x = solution.x
         result = self._schedule(solution.x, solution.objective + constant)
         if solution.status == "feasible":
             result.extra["mip-gap"] = solution.mip_gap
         return result
+
+    def _break_ties(self, solution: Solution) -> Solution:
+        """Among the optima, the one the storages' ``prefer-charging-sooner`` and
+        ``prefer-curtailing-later`` pick: a second solve on the optimal face
+        (:meth:`HighsSolver.break_ties`), so the cost cannot change. The first optimum when
+        it is unique, when that solve does not end optimal, or when its schedule would
+        charge and discharge (or import and export) at once where the first needed no
+        binary; a re-read cost above the optimum's (beyond 1e-9 relative) keeps the first
+        optimum too."""
+        ties = [dv.extra["tie-break"] for dv, _ in self.devices if "tie-break" in dv.extra]
+        if not ties:
+            return solution
+        secondary = np.zeros(self.model.n_cols)
+        for cols, weights in ties:
+            secondary[cols] += weights
+        held: set[int] = set()
+        for _ in range(3):
+            x = self.solver.break_ties(secondary, zero=sorted(held))
+            wasted = None if x is None else self._flows_at_once(x, solution.x)
+            if not wasted:
+                break
+            held |= wasted
+        if x is None or wasted:
+            return solution
+        cost = self._cost()  # the site's own prices on every column, binaries included
+        first, second = float(cost @ solution.x), float(cost @ x)
+        if second > first + 1e-9 * max(1.0, abs(first)):
+            logger.warning("tie-break moved the cost from %r to %r; kept the first", first, second)
+            return solution
+        return dataclasses.replace(solution, x=x, objective=solution.objective - first + second)
+
+    def _flows_at_once(self, x: np.ndarray, first: np.ndarray) -> set[int]:
+        """Where ``x`` charges and discharges (or imports and exports) at once: of each such
+        pair, the column that is 0 in ``first`` (the optimum without such flows), to hold
+        at 0 in the next tie-break solve; ``first`` stays on the face that way."""
+        pairs = [*self.charge_discharge.pairs, (self.imports, self.exports, None)]
+        held: set[int] = set()
+        for a, b, _ in pairs:
+            both = np.flatnonzero(np.minimum(x[a], x[b]) > TOLERANCE)
+            held |= {int(c) for c in np.where(first[a[both]] <= TOLERANCE, a[both], b[both])}
+        return held
+
+    def _solve_in_time(self, started: float) -> Solution:
+        """One HiGHS run within what is left of the request's ``time-limit``; no schedule by
+        then fails naming the limit."""
+        if math.isinf(self.time_limit):
+            return self.solver.solve()
+        left = self.time_limit - (time.monotonic() - started)
+        self.solver.highs.setOptionValue("time_limit", max(left, 1e-3))
+        try:
+            return self.solver.solve()
+        except SolverError as err:
+            if time.monotonic() - started < self.time_limit:
+                raise
+            raise SolverError(
+                f"the solver found no schedule within the time-limit of {self.time_limit:g} s "
+                f"({err.message}); give a larger time-limit"
+            ) from None
 
     # -- ADMM ------------------------------------------------------------------------
     def prox(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import cast
@@ -30,6 +30,12 @@ __all__ = ["HighsSolver", "Solution", "new_highs"]
 logger = logging.getLogger(__name__)
 
 _INF = highspy.kHighsInf
+
+
+def _highs_inf(bounds: np.ndarray) -> np.ndarray:
+    """Infinite bounds as HiGHS' infinity."""
+    clipped: np.ndarray = np.clip(bounds, -_INF, _INF)
+    return clipped
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,88 @@ class HighsSolver:
         raise SolverError(
             f"HiGHS stopped with {self.highs.modelStatusToString(model_status)} ({status})"
         )
+
+    def break_ties(
+        self, secondary: np.ndarray, *, zero: Sequence[int] = (), tolerance: float = 1e-9
+    ) -> np.ndarray | None:
+        """Among the optima of the model just solved, one that minimises ``secondary @ x``.
+
+        Lexicographic on the optimal face, so the cost cannot move: every optimum satisfies
+        complementary slackness with the optimal duals, so a column with a reduced cost
+        above ``tolerance`` (or a row with such a dual) stays at the bound it is at in every
+        optimum. Those are fixed there, the objective becomes ``secondary`` and HiGHS
+        re-solves warm; bounds, costs and integrality are restored afterwards. A MILP's
+        integer columns are first fixed at the incumbent and the rest solved as an LP, for
+        its duals (ties are then broken among schedules with the same integer choices).
+        Columns in ``zero`` (at 0 in the optimum just solved) are held at 0 as well.
+
+        ``None`` when there is nothing to break (no nonbasic column or row with a zero
+        reduced cost: the optimum is unique) or a solve does not end optimal.
+        """
+        h, n = self.highs, self.model.n_cols
+        everything = np.arange(n, dtype=np.int32)
+        lo, hi = (_highs_inf(b) for b in self.model.bounds())
+        integer = np.flatnonzero(self.model.integrality()).astype(np.int32)
+        try:
+            if integer.size and not self._relax_integers(integer):
+                return None
+            face = self._optimal_face(lo, hi, tolerance)
+            if face is None:
+                return None
+            if zero:
+                held = np.asarray(zero, dtype=np.int32)
+                h.changeColsBounds(held.size, held, np.zeros(held.size), np.zeros(held.size))
+            h.changeColsCost(n, everything, np.asarray(secondary, float))
+            h.setOptionValue("simplex_strategy", 4)  # primal: the basis stays primal feasible
+            h.run()
+            if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                return None
+            return np.array(h.getSolution().col_value)
+        finally:
+            h.setOptionValue("simplex_strategy", 1)  # HiGHS' default, dual
+            h.changeColsBounds(n, everything, lo, hi)
+            rlo, rhi = (_highs_inf(b) for b in self.model.row_bounds())
+            h.changeRowsBounds(  # type: ignore[attr-defined]  # not in highspy's stub
+                len(rlo), np.arange(len(rlo), dtype=np.int32), rlo, rhi
+            )
+            if integer.size:
+                kind = np.full(integer.size, highspy.HighsVarType.kInteger)
+                h.changeColsIntegrality(integer.size, integer, kind)
+            h.changeColsCost(n, everything, self._cost)
+
+    def _relax_integers(self, integer: np.ndarray) -> bool:
+        """Fix a MILP's integer columns at the incumbent and solve the rest as an LP."""
+        h = self.highs
+        values = np.round(np.array(h.getSolution().col_value)[integer])
+        h.changeColsBounds(integer.size, integer, values, values)
+        kind = np.full(integer.size, highspy.HighsVarType.kContinuous)
+        h.changeColsIntegrality(integer.size, integer, kind)
+        h.run()
+        return bool(h.getModelStatus() == highspy.HighsModelStatus.kOptimal)
+
+    def _optimal_face(
+        self, lo: np.ndarray, hi: np.ndarray, tolerance: float
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Fix what every optimum fixes (see :meth:`break_ties`); the fixed columns and
+        rows, or ``None`` when no free direction is left (a unique optimum)."""
+        h = self.highs
+        sol = h.getSolution()
+        x, d = np.array(sol.col_value), np.array(sol.col_dual)
+        activity, y = np.array(sol.row_value), np.array(sol.row_dual)
+        rlo, rhi = self.model.row_bounds()
+        at_bound = (np.abs(x - lo) <= 1e-9) | (np.abs(x - hi) <= 1e-9)
+        row_at_bound = (np.abs(activity - rlo) <= 1e-9) | (np.abs(activity - rhi) <= 1e-9)
+        free_cols = (np.abs(d) <= tolerance) & at_bound & (hi > lo)
+        free_rows = (np.abs(y) <= tolerance) & row_at_bound & (rhi > rlo)
+        if not free_cols.any() and not free_rows.any():
+            return None
+        cols = np.flatnonzero(np.abs(d) > tolerance).astype(np.int32)
+        h.changeColsBounds(cols.size, cols, x[cols], x[cols])
+        rows = np.flatnonzero(np.abs(y) > tolerance).astype(np.int32)
+        h.changeRowsBounds(  # type: ignore[attr-defined]  # not in highspy's stub
+            rows.size, rows, activity[rows], activity[rows]
+        )
+        return cols, rows
 
     def irreducible_infeasible_set(self) -> tuple[list[int], list[int]]:
         """Rows and columns of an IIS of the LP relaxation (HiGHS' IIS finder)."""
