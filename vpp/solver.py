@@ -272,7 +272,20 @@ class HighsSolver:
             cost = np.zeros(self.model.n_cols)
             cost[: len(self._cost)] = self._cost[: self.model.n_cols]
             self._cost = cost
-        self.highs.passModel(self._lp())
+        m = self.model
+        a = m.matrix()
+        lo, hi = m.bounds()
+        rlo, rhi = m.row_bounds()
+        # the array overload reads numpy buffers; HighsLp's setters convert element-wise
+        # (measured: 0.4 ms of a 96-step battery's 3 ms)
+        status = self.highs.passModel(
+            m.n_cols, m.n_rows, a.nnz, 1, 1, 0.0,  # column-wise, minimise, no offset
+            self._cost, _highs_inf(lo), _highs_inf(hi), _highs_inf(rlo), _highs_inf(rhi),
+            a.indptr.astype(np.int32), a.indices.astype(np.int32), a.data,
+            m.integrality().astype(np.int32),
+        )  # fmt: skip
+        if status == highspy.HighsStatus.kError:
+            raise SolverError(f"HiGHS refused the model ({m.n_cols} columns, {m.n_rows} rows)")
         self._version = self.model.version
         self._bounds_version = self.model.bounds_version
         self._pass_hessian()
