@@ -20,6 +20,7 @@ from reference import Generation, Site, Storage, device_arrays, simulate_soc, so
 
 from vpp.errors import RequestValidationError, SolverError
 from vpp.request import parse_request
+from vpp.settings import get_settings
 from vpp.site import SiteProblem, schedule
 
 HOME = Path(__file__).resolve().parents[1] / "docs" / "examples" / "home.json"
@@ -42,10 +43,17 @@ def test_time_limit_must_be_a_positive_number(make_request, value):
     assert err.value.http_status == 422
 
 
-def test_time_limit_absent_means_no_limit(make_request):
+def test_time_limit_absent_means_the_configured_default(make_request, monkeypatch):
     request = make_request({"soc-at-start": "0 kWh", "soc-max": "1 kWh", "power-capacity": "1 kW"})
     assert parse_request(request).time_limit is None
-    assert SiteProblem(request).time_limit == float("inf")
+    assert SiteProblem(request).time_limit == 60.0
+    monkeypatch.setenv("VPP_SOLVE_TIME_LIMIT", "7.5")
+    get_settings.cache_clear()
+    try:
+        assert SiteProblem(request).time_limit == 7.5
+    finally:
+        monkeypatch.delenv("VPP_SOLVE_TIME_LIMIT")
+        get_settings.cache_clear()
     request["time-limit"] = 2.5
     assert parse_request(request).time_limit == 2.5
     assert schedule(request)["status"] == "finished"

@@ -49,6 +49,7 @@ from vpp.errors import FieldIssue, InfeasibleError, RequestValidationError, Solv
 from vpp.exclusive import Exclusivity
 from vpp.linear import INF, LinearModel, Term
 from vpp.request import FlexContext, FlexModel, ScheduleRequest, TimeWindow, validate
+from vpp.settings import get_settings
 from vpp.site import SiteProblem, SiteSchedule
 from vpp.solver import HighsSolver, Solution
 from vpp.timeseries import Horizon
@@ -502,7 +503,7 @@ class CentralisedPortfolio:
         schedule by then fails naming the limit."""
         integer = self.model.integrality().any()
         options = "ipm" if self.model.n_cols > 100_000 and not integer else "choose"
-        limit = math.inf if time_limit is None else time_limit
+        limit = get_settings().solve_time_limit if time_limit is None else time_limit
         solver = HighsSolver(self.model, time_limit=limit)
         solver.highs.setOptionValue("solver", options)
         solver.set_cost(self.cost)

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     (a worker takes ~2 s to start). ``0`` runs every job in a worker. docs/operations.md,
     "Job memory"."""
 
+    solve_time_limit: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    """Seconds a site's or a centralised portfolio's solve may take when the request gives no
+    ``time-limit``: a MILP that reaches it returns its best schedule as ``time-limited`` with
+    its MIP gap (docs/flex-model.md, "Time limit"). LPs finish in milliseconds."""
+
     # Operations: tracing, the job runner, the bootstrap admin, the Ray cluster to join.
     otel_exporter: str = "none"
     """Where spans go: ``none``, ``console``, ``otlp`` (OpenTelemetry's own ``OTEL_EXPORTER_*``

@@ -46,6 +46,7 @@ from vpp.exclusive import TOLERANCE, Exclusivity
 from vpp.linear import INF, LinearModel, Term
 from vpp.qp import OsqpProx
 from vpp.request import FlexContext, ScheduleRequest, parse_request
+from vpp.settings import get_settings
 from vpp.solver import HighsSolver, Solution
 from vpp.timeseries import Horizon, Series, iso_duration
 
@@ -241,7 +242,7 @@ class SiteProblem:
         self._build()
         self._precheck()
         limit = self.request.time_limit
-        self.time_limit = math.inf if limit is None else limit
+        self.time_limit = get_settings().solve_time_limit if limit is None else limit
         self.solver = HighsSolver(self.model, time_limit=self.time_limit)
         self.solver.set_cost(self.base_cost)
         self.last_x: np.ndarray | None = None
@@ -499,8 +500,6 @@ class SiteProblem:
     def _solve_in_time(self, started: float) -> Solution:
         """One HiGHS run within what is left of the request's ``time-limit``; no schedule by
         then fails naming the limit."""
-        if math.isinf(self.time_limit):
-            return self.solver.solve()
         left = self.time_limit - (time.monotonic() - started)
         self.solver.highs.setOptionValue("time_limit", max(left, 1e-3))
         try:
