@@ -16,6 +16,7 @@ from pydantic import (
     AwareDatetime,
     Field,
     PlainValidator,
+    PrivateAttr,
     SerializeAsAny,
     TypeAdapter,
     ValidationInfo,
@@ -26,6 +27,7 @@ from pydantic import ValidationError as PydanticValidationError
 from vpp import assets
 from vpp.device import DeviceSpec, PowerSeries, PriceSeries, Spec
 from vpp.errors import FieldIssue, RequestValidationError
+from vpp.s2_request import S2Source, expand_s2_devices, has_s2_devices
 from vpp.timeseries import Horizon, iso_duration
 
 __all__ = [
@@ -150,6 +152,13 @@ class ScheduleRequest(TimeWindow):
     flex_context: FlexContext = Field(default_factory=FlexContext)
     # seconds for the solver; a MILP that hits it returns its incumbent ("time-limited")
     time_limit: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # the S2 messages of devices given as "type": "s2", for their instructions (by name)
+    _s2_sources: dict[str, S2Source] = PrivateAttr(default_factory=dict)
+
+    @property
+    def s2_sources(self) -> dict[str, S2Source]:
+        """The S2 messages of the devices given as ``"type": "s2"``, by device name."""
+        return self._s2_sources
 
     @field_validator("flex_model")
     @classmethod
@@ -162,8 +171,19 @@ class ScheduleRequest(TimeWindow):
 
 
 def parse_request(raw: Any) -> ScheduleRequest:
-    """Validate a request (a dict from JSON) into a :class:`ScheduleRequest`."""
-    return validate(ScheduleRequest, raw)
+    """Validate a request (a dict from JSON) into a :class:`ScheduleRequest`; S2 devices
+    (``"type": "s2"``) become the devices they map onto (:mod:`vpp.s2_request`)."""
+    if not has_s2_devices(raw):
+        return validate(ScheduleRequest, raw)
+    window = validate(TimeWindow, {k: raw[k] for k in _WINDOW if k in raw})
+    steps = window.horizon.steps
+    expanded, sources = expand_s2_devices(raw, window.start, window.resolution, steps)
+    request = validate(ScheduleRequest, expanded)
+    request._s2_sources = sources
+    return request
+
+
+_WINDOW = ("start", "duration", "resolution")
 
 
 def validate(model: type[SpecT], raw: Any) -> SpecT:

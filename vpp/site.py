@@ -46,6 +46,7 @@ from vpp.exclusive import TOLERANCE, Exclusivity
 from vpp.linear import INF, LinearModel, Term
 from vpp.qp import OsqpProx
 from vpp.request import FlexContext, ScheduleRequest, parse_request
+from vpp.s2_request import S2Source, s2_instructions
 from vpp.settings import get_settings
 from vpp.solver import HighsSolver, Solution
 from vpp.timeseries import Horizon, Series, iso_duration
@@ -180,6 +181,7 @@ class SiteSchedule:
     cost: float  # EUR, energy cost as defined in the module docstring
     objective: float  # solver objective incl. any ADMM terms
     extra: dict[str, Any] = field(default_factory=dict)
+    s2_sources: dict[str, S2Source] = field(default_factory=dict)  # devices given as S2
 
     @property
     def device_soc(self) -> dict[str, np.ndarray]:
@@ -203,6 +205,10 @@ class SiteSchedule:
             }
             for key, result in self.device_results.get(name, {}).items():
                 entry[key] = series(result.values, result.unit)
+            if name in self.s2_sources:
+                entry["s2-instructions"] = s2_instructions(
+                    entry, self.s2_sources[name], self.horizon
+                )
             devices.append(entry)
         return {
             "status": "time-limited" if "mip-gap" in self.extra else "finished",
@@ -634,7 +640,14 @@ class SiteProblem:
                 cost += _energy_cost(p, common.consumption_price, common.production_price, dt)
         cost += _energy_cost(settled, inp.consumption_price, inp.production_price, dt)
         return SiteSchedule(
-            self.horizon, powers, results, kinds, x[self.power].copy(), cost, objective
+            self.horizon,
+            powers,
+            results,
+            kinds,
+            x[self.power].copy(),
+            cost,
+            objective,
+            s2_sources=self.request.s2_sources,
         )
 
     # -- diagnosis -------------------------------------------------------------------
