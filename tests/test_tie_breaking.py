@@ -4,11 +4,13 @@
 The storage kind gives a secondary objective on its SoC (``-w[s] * soc[s]``, a fuller store
 sooner is preferred: charge sooner, discharge later) in ``DeviceVars.extra["tie-break"]``;
 :meth:`vpp.solver.HighsSolver.break_ties` minimises it on the optimal face of the site's
-solve (what every optimum keeps at its bound stays fixed), so the cost cannot move. The example battery (docs/examples/battery.json) exports its
-surplus at a flat feed-in price after the 18:00 target, so every split of that export over
-the evening costs the same: without a tie-break the LP vertex flips between covering the
-house only and exporting at full power. The optimum's cost is checked against a hand-built
-highspy model of the same day (not vpp's model) and against the solve without tie-break.
+solve (what every optimum keeps at its bound stays fixed), so the cost cannot move. The
+example battery (docs/examples/battery.json) exports its surplus at a flat feed-in price
+after the 18:00 target, so every split of that export over the evening costs the same:
+without a tie-break the LP vertex flips between covering the house only and exporting at
+full power. The optimum's cost is checked against a hand-built highspy model of the same day
+(not vpp's model), against the solve without tie-break, and, on random sites with flat price
+stretches, against the reference MILP of tests/reference.py.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from typing import Any
 import highspy
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import Grid, site_from_json, site_violations, solve_site
 
 from vpp.assets import storage
 from vpp.site import SiteProblem, SiteSchedule, schedule
@@ -162,3 +167,74 @@ def test_schedule_applies_the_tie_break() -> None:
     result = schedule(_request())
     power = np.array(result["site"]["power"]["values"])
     assert _export_runs(power) == 1
+
+
+def _mixed_site(seed: int) -> dict[str, Any]:
+    """A random site with ties: prices flat over stretches of 4-12 steps, a lossless or lossy
+    battery, sometimes an EV (charge only), a shiftable process and curtailable PV."""
+    rng = np.random.default_rng(seed)
+    steps = 24
+    edges = np.sort(rng.choice(np.arange(1, steps), size=3, replace=False))
+    levels = np.round(rng.uniform(-20, 150, 4), 1)
+    prices = np.repeat(levels, np.diff([0, *edges, steps])).tolist()
+    battery: dict[str, Any] = {
+        "name": "battery",
+        "soc-at-start": f"{rng.uniform(0, 10):.2f} kWh",
+        "soc-max": "10 kWh",
+        "power-capacity": f"{rng.choice([2, 4])} kW",
+        "roundtrip-efficiency": str(rng.choice(["100%", "90%"])),
+        "prefer-curtailing-later": bool(rng.random() < 0.5),
+    }
+    devices: list[dict[str, Any]] = [battery]
+    if rng.random() < 0.5:
+        devices.append(
+            {
+                "name": "ev",
+                "soc-at-start": "5 kWh",
+                "soc-max": "30 kWh",
+                "consumption-capacity": "7 kW",
+                "production-capacity": "0 kW",
+                "soc-targets": [{"datetime": "2026-03-02T06:00:00+01:00", "value": "15 kWh"}],
+            }
+        )
+    if rng.random() < 0.5:
+        devices.append(
+            {"name": "process", "type": "shiftable", "power": "2 kW", "duration": "PT1H"}
+        )
+    if rng.random() < 0.5:
+        pv = np.round(np.clip(np.sin(np.linspace(0, np.pi, steps)) * 5, 0, None), 2).tolist()
+        devices.append(
+            {
+                "name": "pv",
+                "type": "generation",
+                "production": {"values": pv, "unit": "kW"},
+                "curtailable": True,
+            }
+        )
+    return {
+        "start": "2026-03-02T00:00:00+01:00",
+        "duration": "PT6H",
+        "resolution": "PT15M",
+        "flex-model": devices,
+        "flex-context": {
+            "consumption-price": {"values": prices, "unit": "EUR/MWh"},
+            "production-price": f"{rng.choice([0, 30, 60])} EUR/MWh",
+            "site-power-capacity": "12 kW",
+        },
+    }
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**31))
+def test_tie_broken_schedules_cost_the_independent_optimum(seed: int) -> None:
+    """With ties everywhere (flat prices), the tie-broken schedule is feasible and costs
+    what the reference MILP (tests/reference.py, built without vpp) says is optimal."""
+    request = _mixed_site(seed)
+    plain = [
+        {k: v for k, v in d.items() if not k.startswith("prefer-")} for d in request["flex-model"]
+    ]
+    site = site_from_json(Grid.of(request), plain, request["flex-context"])
+    reference = solve_site(site, exclusive=True)
+    result = schedule(copy.deepcopy(request))
+    assert site_violations(site, result) == []
+    assert result["cost"]["value"] == pytest.approx(reference.cost, rel=1e-7, abs=1e-7)
