@@ -203,3 +203,54 @@ def test_the_api_takes_an_s2_device_and_the_job_instructs_it(api: ApiHarness) ->
     bad["flex-model"][0]["messages"][0]["message_type"] = "nope"
     response = api.http.post("/api/v1/scheduling-job/storage", json=bad, headers=api.admin)
     assert_problem(response, 422, "flex-model[0].messages[0].message_type")
+
+
+def test_a_portfolio_takes_s2_devices_and_instructs_them() -> None:
+    """The same portfolio with the FRBC battery given as S2 messages or as the storage it maps
+    onto: the same optimum, centralised and by ADMM, and the S2 site's entry instructed."""
+    from vpp import s2
+    from vpp.admm import AdmmSettings, LocalPool, solve_portfolio_admm
+    from vpp.portfolio import (
+        CentralisedPortfolio,
+        build_sites,
+        parse_portfolio,
+        price_scale,
+        resolve_target,
+    )
+
+    description, device = _frbc()
+    native = s2.frbc_device(description, STATUS, s2.S2Grid(START, HOUR, 4), name="home-battery")
+    house = {"name": "house", "type": "inflexible", "power": "1 kW"}
+
+    def portfolio(battery: dict[str, Any]) -> dict[str, Any]:
+        single = _request(battery, [10, 10, 100, 100])
+        return {
+            **{k: single[k] for k in ("start", "duration", "resolution", "flex-context")},
+            "sites": [
+                {"id": "a", "flex-model": [battery]},
+                {"id": "b", "flex-model": [house]},
+            ],
+            "target": {"type": "congestion", "max-consumption": "5 kW"},
+        }
+
+    with_s2, plain = parse_portfolio(portfolio(device)), parse_portfolio(portfolio(native))
+    central = CentralisedPortfolio(with_s2).solve().to_json()
+    reference = CentralisedPortfolio(plain).solve().to_json()
+    assert central["portfolio"]["cost"]["value"] == pytest.approx(
+        reference["portfolio"]["cost"]["value"], abs=1e-9
+    )
+    (site_a,) = [s for s in central["sites"] if s["id"] == "a"]
+    assert site_a["devices"][0]["s2-instructions"][0]["message_type"] == "FRBC.Instruction"
+    pool = LocalPool([s.id for s in with_s2.sites], build_sites(with_s2))
+    admm = solve_portfolio_admm(
+        with_s2, pool, resolve_target(with_s2), price_scale(with_s2), AdmmSettings()
+    ).to_json()
+    assert admm["portfolio"]["cost"]["value"] == pytest.approx(
+        reference["portfolio"]["cost"]["value"], rel=2e-3
+    )
+    (site_a,) = [s for s in admm["sites"] if s["id"] == "a"]
+    assert "s2-instructions" in site_a["devices"][0]
+    bad = portfolio({**device, "messages": []})
+    with pytest.raises(RequestValidationError) as err:
+        parse_portfolio(bad)
+    assert [i.field for i in err.value.issues] == ["sites[0].flex-model[0].messages"]

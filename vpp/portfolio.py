@@ -42,13 +42,14 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from vpp.device import PowerSeries, PriceSeries, Spec
 from vpp.errors import FieldIssue, InfeasibleError, RequestValidationError, SolverError
 from vpp.exclusive import Exclusivity
 from vpp.linear import INF, LinearModel, Term
 from vpp.request import FlexContext, FlexModel, ScheduleRequest, TimeWindow, validate
+from vpp.s2_request import S2Source, expand_s2_devices, has_s2_devices
 from vpp.settings import get_settings
 from vpp.site import SiteProblem, SiteSchedule
 from vpp.solver import HighsSolver, Solution
@@ -143,20 +144,54 @@ class PortfolioRequest(TimeWindow):
             raise ValueError(f"site ids must be unique; repeated: {repeated}")
         return sites
 
+    # per site id, the S2 messages of its devices given as "type": "s2" (vpp.s2_request)
+    _s2_sources: dict[str, dict[str, S2Source]] = PrivateAttr(default_factory=dict)
+
     def site_request(self, index: int) -> ScheduleRequest:
         """Site ``index`` as a single-site request; its flex-context overrides ours."""
         site = self.sites[index]
-        return ScheduleRequest.model_construct(
+        request = ScheduleRequest.model_construct(
             start=self.start,
             duration=self.duration,
             resolution=self.resolution,
             flex_model=site.flex_model,
             flex_context=self.flex_context.merged(site.flex_context),
         )
+        request._s2_sources = self._s2_sources.get(site.id, {})
+        return request
+
+
+_WINDOW = ("start", "duration", "resolution")
 
 
 def parse_portfolio(raw: Any) -> PortfolioRequest:
-    return validate(PortfolioRequest, raw)
+    """Validate a portfolio request; its sites' S2 devices become the devices they map onto,
+    as in :func:`vpp.request.parse_request`."""
+    sites = raw.get("sites") if isinstance(raw, dict) else None
+    if not isinstance(sites, list) or not any(has_s2_devices(s) for s in sites):
+        return validate(PortfolioRequest, raw)
+    window = validate(TimeWindow, {k: raw[k] for k in _WINDOW if k in raw})
+    expanded: list[Any] = []
+    sources: dict[str, dict[str, S2Source]] = {}
+    issues: list[FieldIssue] = []
+    for i, site in enumerate(sites):
+        if not has_s2_devices(site):
+            expanded.append(site)
+            continue
+        try:
+            entry, found = expand_s2_devices(
+                site, window.start, window.resolution, window.horizon.steps
+            )
+        except RequestValidationError as err:
+            issues += [FieldIssue(f"sites[{i}].{x.field}", x.message) for x in err.issues]
+            continue
+        expanded.append(entry)
+        sources[str(site.get("id"))] = found
+    if issues:
+        raise RequestValidationError(issues)
+    request = validate(PortfolioRequest, {**raw, "sites": expanded})
+    request._s2_sources = sources
+    return request
 
 
 @dataclass(frozen=True)
