@@ -16,6 +16,7 @@ from opentelemetry import trace
 from actors.job_service import PortfolioRunner, execute_job
 from api import docs, problems
 from api.routes import accounts, charts, health, jobs, resources
+from api.routes import annotations as annotation_routes
 from api.routes import gopacs as gopacs_routes
 from api.routes import uftp as uftp_routes
 from store import make_engine, session_factory, upgrade
@@ -83,6 +84,7 @@ def create_app(database_url: str, dispatcher: Dispatcher | None = None) -> FastA
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(resources.router)
+    app.include_router(annotation_routes.router)
     app.include_router(accounts.router)
     app.include_router(charts.router)
     app.include_router(docs.router)

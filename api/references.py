@@ -17,12 +17,16 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 from pydantic import TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.orm import Session
 
 from api.fields import is_id
 from store import Sensor, Site
 from store import repository as repo
+from store.annotations import site_outages
 from vpp.errors import NotFoundError, RequestValidationError
+from vpp.outages import apply_outages
+from vpp.request import TimeWindow
 
 __all__ = [
     "AccountScope",
@@ -34,6 +38,7 @@ __all__ = [
     "site_as_request",
     "visible_sensor",
     "visible_site",
+    "without_outages",
 ]
 
 
@@ -81,11 +86,37 @@ def expand_site(session: Session, caller: Scope, body: dict[str, Any]) -> dict[s
     """A single-site request with its stored site and sensors filled in."""
     out = dict(body)
     if "site" in out:
-        stored = site_as_request(visible_site(session, caller, out.pop("site")))
+        site = visible_site(session, caller, out.pop("site"))
+        stored = site_as_request(site)
         overrides = out.get("flex-model") or []
         out["flex-model"] = _merge_devices(stored["flex-model"], overrides)
         out["flex-context"] = {**stored["flex-context"], **(out.get("flex-context") or {})}
+        out["flex-model"] = without_outages(session, site, out)
     return expand_sensors(session, caller, out)
+
+
+def without_outages(session: Session, site: Site, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stored site's devices with its ``outage`` annotations over the job's horizon as
+    unavailability (a whole-site outage takes every device; docs/annotations.md)."""
+    devices: list[dict[str, Any]] = body["flex-model"]
+    try:
+        window = TimeWindow.model_validate({k: body[k] for k in _WINDOW if k in body})
+    except PydanticValidationError:
+        return devices  # the request's validation names the field
+    start, end = window.start, window.start + window.duration
+    outages = site_outages(session, site, start, end)
+    return [
+        apply_outages(
+            d,
+            [(o.start_time, o.end_time) for o in outages if o.device in (None, d.get("name"))],
+            start,
+            end,
+        )
+        for d in devices
+    ]
+
+
+_WINDOW = ("start", "duration", "resolution")
 
 
 def _merge_devices(stored: list[dict[str, Any]], overrides: Any) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "Account",
+    "AnnotationOut",
     "Commitment",
     "Connection",
     "Duration",
@@ -136,6 +137,21 @@ class Sensor(Out):
     unit: str
     site: int | None
     resolution: Duration
+
+
+class AnnotationOut(Out):
+    """A holiday, outage, maintenance window or label; ``site``/``sensor`` null on the
+    account itself, ``device`` a device of the site."""
+
+    id: int
+    account: int
+    type: Literal["holiday", "outage", "maintenance", "label"]
+    start: Time
+    end: Time
+    content: str
+    site: int | None
+    sensor: int | None
+    device: str | None
 
 
 class SensorDataStored(Out):

@@ -14,6 +14,7 @@ This package imports nothing from vpp except :mod:`vpp.settings`::
 from store.db import alembic_config, downgrade, make_engine, session_factory, upgrade
 from store.tables import (
     Account,
+    Annotation,
     ApiToken,
     Base,
     Device,
@@ -29,6 +30,7 @@ from store.tables import (
 
 __all__ = [
     "Account",
+    "Annotation",
     "ApiToken",
     "Base",
     "Device",

@@ -38,6 +38,7 @@ ACCOUNT_KINDS: Final = ("aggregator", "consultancy", "dso")
 JOB_KINDS: Final = ("storage", "shifting", "portfolio", "redispatch-bid")
 JOB_STATUSES: Final = ("queued", "running", "finished", "failed", "cancelled")
 USER_ROLES: Final = ("admin", "operator", "viewer")
+ANNOTATION_TYPES: Final = ("holiday", "outage", "maintenance", "label")
 
 NAMING_CONVENTION: Final = {
     "ix": "ix_%(column_0_label)s",
@@ -229,9 +230,7 @@ class User(Base):
     )
     name: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
-    platform_admin: Mapped[bool] = mapped_column(
-        Boolean, default=False, server_default=false()
-    )
+    platform_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """The platform-admin role, on top of ``role``: operations across every account (peers
     and messages of all accounts, and those of none). The platform account's admin has it."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -359,7 +358,6 @@ class Schedule(Base):
 
     def __repr__(self) -> str:
         return f"Schedule(id={self.id!r}, job_id={self.job_id!r}, device={self.device_name!r})"
-
 
 
 # --------------------------------------------------------------------------- UFTP (ShapeShifter)
@@ -536,8 +534,46 @@ class AdmmCheckpoint(Base):
         return f"AdmmCheckpoint(key={self.key!r}, bytes={len(self.data)!r})"
 
 
+class Annotation(Base):
+    """A dated note on an account, a site (optionally one of its devices) or a sensor:
+    a holiday, an outage, a maintenance window or a free label.
+
+    Exactly one of ``site_id`` and ``sensor_id`` is set, or neither (the account itself);
+    ``device`` names a device of the site. A job for a stored site treats the site's
+    ``outage`` annotations as its devices (or the named device) unavailable.
+    """
+
+    __tablename__ = "annotations"
+    __table_args__ = (
+        CheckConstraint(_in("type", ANNOTATION_TYPES), name="type"),
+        CheckConstraint("end_time > start_time", name="period"),
+        CheckConstraint("site_id IS NULL OR sensor_id IS NULL", name="one_target"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    site_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), index=True
+    )
+    sensor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sensors.id", ondelete="CASCADE"), index=True
+    )
+    device: Mapped[str | None] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(16))
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    end_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    content: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"Annotation(id={self.id!r}, type={self.type!r}, site_id={self.site_id!r})"
+
+
 __all__ = [
     "ACCOUNT_KINDS",
+    "ANNOTATION_TYPES",
     "JOB_KINDS",
     "JOB_STATUSES",
     "UFTP_DIRECTIONS",
@@ -546,6 +582,7 @@ __all__ = [
     "USER_ROLES",
     "Account",
     "AdmmCheckpoint",
+    "Annotation",
     "ApiToken",
     "Base",
     "Device",

@@ -114,6 +114,10 @@ SEMANTIC_422 = {
     "GET /api/v1/sites": "an opaque cursor",
     "GET /api/v1/portfolios": "an opaque cursor",
     "GET /api/v1/sensors": "an opaque cursor",
+    # end after start; a site or a sensor, not both; a device of the given site
+    "POST /api/v1/annotations": "end after start; one target; the site's own device",
+    "GET /api/v1/annotations": "an opaque cursor",
+    "POST /api/v1/holidays": "a country, subdivision and time zone that exist",
     "GET /api/v1/uftp/messages": "an opaque cursor; a time range in order",
     # the peer must be registered, the site must have an EAN, the sensor values...
     "POST /api/v1/uftp/d-prognosis": "a registered DSO; a UFTP entity address",

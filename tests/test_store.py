@@ -66,6 +66,7 @@ EXPECTED_TABLES = {
     "api_tokens",
     "portfolios",
     "portfolio_sites",
+    "annotations",
     "uftp_participants",
     "uftp_messages",
     "uftp_flex_offers",

@@ -35,6 +35,7 @@ __all__ = [
     "EnergyInstants",
     "Fraction",
     "FractionSeries",
+    "Period",
     "Power",
     "PowerSeries",
     "PriceSeries",

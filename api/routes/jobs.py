@@ -158,7 +158,7 @@ def post_portfolio(
             raise NotFoundError(f"no portfolio {body.get('portfolio')!r}")
         check_portfolio_sites(len(stored.sites), "portfolio")
         raw["sites"] = [
-            {"id": site.name, **_site_body(session, caller, site.id)} for site in stored.sites
+            {"id": site.name, **_site_body(session, caller, site.id, raw)} for site in stored.sites
         ]
         points = {p for p in [stored.congestion_point, *(s.congestion_point for s in stored.sites)]
                   if p}
@@ -176,10 +176,15 @@ def _stored_site(session: Any, caller: Any, body: dict[str, Any]) -> Site | None
     return visible_site(session, caller, body["site"]) if "site" in body else None
 
 
-def _site_body(session: Any, caller: Any, site_id: int) -> dict[str, Any]:
-    from api.references import site_as_request
+def _site_body(session: Any, caller: Any, site_id: int, window: dict[str, Any]) -> dict[str, Any]:
+    """A stored portfolio's site as its entry, its outages over ``window``'s horizon as its
+    devices' unavailability."""
+    from api.references import site_as_request, without_outages
 
-    return site_as_request(visible_site(session, caller, site_id))
+    site = visible_site(session, caller, site_id)
+    body = site_as_request(site)
+    body["flex-model"] = without_outages(session, site, {**window, **body})
+    return body
 
 
 def _visible_job(session: Any, caller: Any, job_id: str) -> SchedulingJob:
