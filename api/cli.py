@@ -70,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the result here instead of printing it")
     p.set_defaults(func=_schedule)
 
+    p = sub.add_parser(
+        "robust", help="a two-stage schedule of one site over scenarios (docs/scenarios.md)"
+    )
+    p.add_argument("request", help="request JSON file with scenarios, or - for standard input")
+    p.add_argument("-o", "--output", help="write the result here instead of printing it")
+    p.add_argument("--ray", action="store_true", help="solve the scenarios as Ray tasks")
+    p.set_defaults(func=_robust)
+
     p = sub.add_parser("portfolio", help="schedule a portfolio (JSON) toward its target")
     p.add_argument("request", help="portfolio JSON file, or - for standard input")
     p.add_argument("-o", "--output", help="write the result here instead of printing it")
@@ -186,6 +194,27 @@ def _schedule(args: argparse.Namespace) -> int:
     from vpp.site import schedule
 
     _write_json(schedule(_read_json(args.request)), args.output)
+    return 0
+
+
+def _robust(args: argparse.Namespace) -> int:
+    request = _read_json(args.request)
+    if args.ray:
+        import ray
+
+        from actors.scenarios import solve_robust_on_ray
+        from vpp.settings import get_settings
+
+        ray.init(address=get_settings().ray_address, log_to_driver=False)
+        try:
+            result = solve_robust_on_ray(request)
+        finally:
+            ray.shutdown()
+    else:
+        from vpp.stochastic import solve_robust
+
+        result = solve_robust(request)
+    _write_json(result, args.output)
     return 0
 
 
