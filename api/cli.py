@@ -78,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", action="store_true", help="solve the scenarios as Ray tasks")
     p.set_defaults(func=_robust)
 
+    p = sub.add_parser(
+        "headroom", help="up/down capacity a portfolio (JSON) can hold per ISP (docs/markets.md)"
+    )
+    p.add_argument("request", help="portfolio JSON file, or - for standard input")
+    p.add_argument("-o", "--output", help="write the result here instead of printing it")
+    p.set_defaults(func=_headroom)
+
     p = sub.add_parser("portfolio", help="schedule a portfolio (JSON) toward its target")
     p.add_argument("request", help="portfolio JSON file, or - for standard input")
     p.add_argument("-o", "--output", help="write the result here instead of printing it")
@@ -194,6 +201,13 @@ def _schedule(args: argparse.Namespace) -> int:
     from vpp.site import schedule
 
     _write_json(schedule(_read_json(args.request)), args.output)
+    return 0
+
+
+def _headroom(args: argparse.Namespace) -> int:
+    from vpp.headroom import headroom
+
+    _write_json(headroom(_read_json(args.request)), args.output)
     return 0
 
 
