@@ -217,7 +217,20 @@ def test_public_holidays_are_imported_once_in_local_days(api: ApiHarness) -> Non
         ({"years": [3000]}, "years"),
         ({"years": []}, "years"),
     ):
-        response = api.http.post(
-            "/api/v1/holidays", json={**body, **bad}, headers=headers
-        )
+        response = api.http.post("/api/v1/holidays", json={**body, **bad}, headers=headers)
         assert_problem(response, 422, field)
+
+
+def test_the_python_client_annotates(api: ApiHarness) -> None:
+    from vpp.client import Client
+
+    token = api.admin["Authorization"].removeprefix("Bearer ")
+    client = Client("http://testserver", token=token, transport=api.http._transport)
+    site = _site(api, api.admin, "client-annotated")
+    note = client.annotate("outage", h(1), h(2), "fuse", site=site, device="battery")
+    assert (note["type"], note["site"], note["device"]) == ("outage", site, "battery")
+    assert [n["id"] for n in client.list_annotations(site=site)] == [note["id"]]
+    assert client.list_annotations(site=site, start=h(2), end=h(3)) == []
+    client.delete_annotation(note["id"])
+    assert client.list_annotations(site=site) == []
+    assert client.import_holidays("BE", [2026], "Europe/Brussels")  # Belgium's, on the account

@@ -78,3 +78,12 @@ def test_the_api_answers_headroom(tmp_path: Path) -> None:
         assert_problem(api.http.post("/api/v1/headroom", json=bad, headers=api.admin), 422)
         viewer = api.account("headroom-viewer", role="viewer")
         assert_problem(api.http.post("/api/v1/headroom", json=BASE, headers=viewer), 403)
+
+
+def test_the_python_client_asks_for_headroom(tmp_path: Path) -> None:
+    from vpp.client import Client
+
+    with harness("sqlite", tmp_path) as api:
+        token = api.admin["Authorization"].removeprefix("Bearer ")
+        client = Client("http://testserver", token=token, transport=api.http._transport)
+        assert client.headroom(BASE)["down"]["values"] == pytest.approx([0.5, 0.0])

@@ -131,3 +131,16 @@ def test_a_portfolio_report_sums_its_sites() -> None:
     assert kpis["portfolio"]["import"]["value"] == pytest.approx(8.0)
     assert kpis["portfolio"]["peak-import"]["value"] == pytest.approx(4.0)
     assert kpis["sites"]["a"]["energy-cost"]["value"] == pytest.approx(0.06)
+
+
+def test_the_python_client_reads_a_report(api: ApiHarness) -> None:
+    from vpp.client import Client
+
+    job_id = _run(api, "/api/v1/scheduling-job/storage", _request())
+    sessions = api.app.state.sessions
+    with sessions.begin() as session:
+        repo.set_job_status(session, job_id, "running")
+    assert execute_job(sessions, job_id) == "finished"
+    token = api.admin["Authorization"].removeprefix("Bearer ")
+    client = Client("http://testserver", token=token, transport=api.http._transport)
+    assert client.report(job_id)["site"]["savings"]["value"] == pytest.approx(0.08)

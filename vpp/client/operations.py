@@ -42,20 +42,26 @@ __all__ = [
     "add_uftp_participant",
     "agr_portfolio_query",
     "agr_portfolio_update",
+    "annotate",
     "cancel",
     "commitments",
     "create_portfolio",
     "create_sensor",
     "create_site",
+    "delete_annotation",
     "delete_site",
     "delete_uftp_participant",
     "flex_offers",
     "gopacs_redispatch_bid",
+    "headroom",
+    "import_holidays",
     "job",
     "jobs",
+    "list_annotations",
     "me",
     "portfolio",
     "portfolios",
+    "report",
     "revoke_flex_offer",
     "schedule",
     "send_d_prognosis",
@@ -542,11 +548,84 @@ def agr_portfolio_query(period: date | str, cro: str | None = None) -> Op[dict[s
     return (yield from _object(post("/uftp/agr-portfolio-query", body)))
 
 
+# -- annotations, reports, markets --------------------------------------------------------
+def annotate(
+    type: str,
+    start: datetime | str,
+    end: datetime | str,
+    content: str = "",
+    *,
+    site: int | None = None,
+    device: str | None = None,
+    sensor: int | None = None,
+) -> Op[dict[str, Any]]:
+    """Store a ``holiday``, ``outage``, ``maintenance`` or ``label`` on your account, a site
+    (``device``: one of its devices) or a sensor; a site's outage makes its devices
+    unavailable in the jobs that schedule the stored site (docs/annotations.md)."""
+    body: dict[str, Any] = {"type": type, "start": _when(start), "end": _when(end)}
+    body |= {"content": content} if content else {}
+    for key, value in (("site", site), ("device", device), ("sensor", sensor)):
+        if value is not None:
+            body[key] = value
+    return (yield from _object(post("/annotations", body)))
+
+
+def list_annotations(
+    *,
+    site: int | None = None,
+    sensor: int | None = None,
+    type: str | None = None,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+) -> Op[list[dict[str, Any]]]:
+    """Every annotation you may see, filtered by target, type and overlap with
+    ``[start, end)``."""
+    params = {
+        key: str(value) if not isinstance(value, datetime) else _when(value)
+        for key, value in (("site", site), ("sensor", sensor), ("type", type),
+                           ("start", start), ("end", end))
+        if value is not None
+    }  # fmt: skip
+    return (yield from _every("/annotations", params))
+
+
+def delete_annotation(annotation_id: int) -> Op[None]:
+    """Delete an annotation."""
+    yield delete(f"/annotations/{annotation_id}")
+
+
+def import_holidays(
+    country: str, years: Sequence[int], timezone: str = "UTC", *, site: int | None = None
+) -> Op[list[dict[str, Any]]]:
+    """Store ``country``'s public holidays of ``years`` as ``holiday`` annotations (local
+    midnight to midnight in ``timezone``); those already there are not repeated."""
+    body: dict[str, Any] = {"country": country, "years": list(years), "timezone": timezone}
+    if site is not None:
+        body["site"] = site
+    return (yield from _rows(post("/holidays", body)))
+
+
+def report(job_id: str) -> Op[dict[str, Any]]:
+    """The finished job's KPIs (docs/reports.md): ``site``, or ``portfolio`` and ``sites``."""
+    return (yield from _object(get(f"/scheduling-job/{job_id}/report")))
+
+
+def headroom(request: Mapping[str, Any]) -> Op[dict[str, Any]]:
+    """Up and down capacity a portfolio request can hold per ISP on top of its optimal
+    schedule (docs/markets.md)."""
+    return (yield from _object(post("/headroom", dict(request))))
+
+
+def _when(value: datetime | str) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
 METHODS = (
     me, create_site, sites, site, delete_site, create_portfolio, portfolios, portfolio,
     create_sensor, sensors, upload_series, series, submit, job, jobs, cancel, wait, schedule,
     what_if, gopacs_redispatch_bid, uftp_participants, add_uftp_participant,
     delete_uftp_participant, uftp_messages, flex_offers, revoke_flex_offer, commitments,
-    send_d_prognosis, agr_portfolio_update, agr_portfolio_query,
+    send_d_prognosis, agr_portfolio_update, agr_portfolio_query, annotate, list_annotations,
+    delete_annotation, import_holidays, report, headroom,
 )
 """Every operation that is a client method of the same name."""

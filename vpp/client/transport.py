@@ -224,6 +224,12 @@ class Client:
     send_d_prognosis = _sync(ops.send_d_prognosis)
     agr_portfolio_update = _sync(ops.agr_portfolio_update)
     agr_portfolio_query = _sync(ops.agr_portfolio_query)
+    annotate = _sync(ops.annotate)
+    list_annotations = _sync(ops.list_annotations)
+    delete_annotation = _sync(ops.delete_annotation)
+    import_holidays = _sync(ops.import_holidays)
+    report = _sync(ops.report)
+    headroom = _sync(ops.headroom)
 
 
 class AsyncClient:
@@ -298,6 +304,12 @@ class AsyncClient:
     send_d_prognosis = _async(ops.send_d_prognosis)
     agr_portfolio_update = _async(ops.agr_portfolio_update)
     agr_portfolio_query = _async(ops.agr_portfolio_query)
+    annotate = _async(ops.annotate)
+    list_annotations = _async(ops.list_annotations)
+    delete_annotation = _async(ops.delete_annotation)
+    import_holidays = _async(ops.import_holidays)
+    report = _async(ops.report)
+    headroom = _async(ops.headroom)
 
 
 def what_if(
