@@ -217,6 +217,24 @@ def site_request() -> dict[str, Any]:
     }
 
 
+def grouped_site_request() -> dict[str, Any]:
+    """Case 3 with shared limits inside the site (flex-context ``groups``, docs/flex-model.md):
+    battery and PV behind a 6 kW hybrid inverter, nested in a house feeder with the heat pump
+    and the house load; the EV and the process on a garage circuit. All three bind."""
+    out = site_request()
+    out["flex-context"]["groups"] = [
+        {"name": "hybrid-inverter", "devices": ["battery", "pv"], "power-capacity": "6 kW"},
+        {
+            "name": "house-feeder",
+            "devices": ["hybrid-inverter", "heat-pump", "house"],
+            "consumption-capacity": "7 kW",
+            "production-capacity": "5 kW",
+        },
+        {"name": "garage", "devices": ["ev", "dishwasher-line"], "consumption-capacity": "11 kW"},
+    ]
+    return out
+
+
 def changed_prices(n: int) -> np.ndarray:
     """The warm re-solve's extra price on the site's power, EUR/kW per step (an ADMM-like
     signal: +-12 EUR/MWh over the day, small enough that every price stays positive)."""

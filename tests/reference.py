@@ -100,6 +100,19 @@ class Process:
 
 
 @dataclass
+class Group:
+    """A shared limit inside a site: ``-production_capacity[t] <= sum_{d in members} p_d[t] +
+    fixed[t] <= consumption_capacity[t]``. ``members`` are device names with nested groups
+    already expanded; ``fixed`` the summed power of member inflexible loads (kW)."""
+
+    name: str
+    members: list[str]
+    consumption_capacity: float | np.ndarray = np.inf
+    production_capacity: float | np.ndarray = np.inf
+    fixed: float | np.ndarray = 0.0
+
+
+@dataclass
 class Site:
     dt: float  # hours per step
     consumption_price: np.ndarray  # EUR/MWh per step
@@ -108,6 +121,7 @@ class Site:
     production_capacity: float | np.ndarray = np.inf
     inflexible: float | np.ndarray = 0.0  # kW
     devices: list[Storage | Generation | FixedLoad | Process] = field(default_factory=list)
+    groups: list[Group] = field(default_factory=list)
 
     @property
     def steps(self) -> int:
@@ -376,6 +390,17 @@ def add_site(
                 cols.append(c[t])
                 vals.append(coef)
         b.row(cols, vals, -own_constant[t], -own_constant[t])
+    for g in site.groups:  # -prod <= sum of members' power <= cons, where finite
+        cons = _arr(g.consumption_capacity, n, np.inf)
+        prod = _arr(g.production_capacity, n, np.inf)
+        const = _arr(g.fixed, n, 0.0) + sum(
+            (constant[m] for m in g.members if m in constant), np.zeros(n)
+        )
+        for t in range(n):
+            cols = [c[t] for m in g.members for _, c in power_terms[m]]
+            vals = [coef for m in g.members for coef, _ in power_terms[m]]
+            if np.isfinite(cons[t]) or np.isfinite(prod[t]):
+                b.row(cols, vals, -prod[t] - const[t], cons[t] - const[t])
     steps = _binary_steps(exclusive, only, -1, n)
     if steps:
         w = b.var(len(steps), 0.0, 1.0, integer=True)
@@ -807,6 +832,11 @@ _UNITS: dict[str, float] = {
     "mwh": 1e3,
     "eur/mwh": 1.0,
     "eur/kwh": 1e3,
+    # a CO2 intensity as a "price" (vpp/co2.py): kg/MWh, on the EUR/MWh scale, so a cost
+    # read in EUR is kg
+    "kg/mwh": 1.0,
+    "g/kwh": 1.0,
+    "kg/kwh": 1e3,
     "%": 1e-2,
     "": 1.0,
 }
@@ -931,6 +961,7 @@ _CONTEXT_FIELDS = {
     "site-consumption-capacity",
     "site-production-capacity",
     "inflexible-devices",
+    "groups",
 }
 _DEFAULT_NAMES = {
     "storage": "battery",
@@ -1021,7 +1052,37 @@ def site_from_json(grid: Grid, flex_model: dict | list[dict], context: dict) -> 
         np.zeros(grid.steps),
     )
     devices = [flex_model] if isinstance(flex_model, dict) else flex_model
-    return Site(grid.dt, cp, pp, cons, prod, load, [device_from_json(d, grid) for d in devices])
+    site = Site(grid.dt, cp, pp, cons, prod, load, [device_from_json(d, grid) for d in devices])
+    site.groups = groups_from_json(grid, context)
+    return site
+
+
+def groups_from_json(grid: Grid, context: dict) -> list[Group]:
+    """The flex-context's ``groups``, nested groups expanded by hand; each capacity defaults
+    to ``power-capacity`` (the tighter holds when both are given)."""
+    raw = {g["name"]: g for g in context.get("groups", [])}
+    inflexible = context.get("inflexible-devices", {})
+
+    def expand(name: str) -> list[str]:
+        if name not in raw:
+            return [name]
+        return [d for entry in raw[name]["devices"] for d in expand(entry)]
+
+    out = []
+    for name, g in raw.items():
+        cap = grid.series(g.get("power-capacity", np.inf), np.inf)
+        members = expand(name)
+        fixed = [grid.series(inflexible[m], 0.0) for m in members if m in inflexible]
+        out.append(
+            Group(
+                name,
+                [m for m in members if m not in inflexible],
+                np.minimum(grid.series(g.get("consumption-capacity", np.inf), np.inf), cap),
+                np.minimum(grid.series(g.get("production-capacity", np.inf), np.inf), cap),
+                sum(fixed, np.zeros(grid.steps)),
+            )
+        )
+    return out
 
 
 def portfolio_sites(request: dict) -> dict[str, Site]:
@@ -1176,6 +1237,13 @@ def site_violations(site: Site, result: dict, tol: float = 1e-6) -> list[str]:
     prod = _arr(site.production_capacity, n, np.inf)
     if (net > cons + tol).any() or (net < -prod - tol).any():
         out.append("site power outside the connection capacity")
+    for g in site.groups:
+        fixed = _arr(g.fixed, n, 0.0)
+        summed = fixed + sum((dev[m]["power"] for m in g.members if m in dev), np.zeros(n))
+        if (summed > _arr(g.consumption_capacity, n, np.inf) + tol).any() or (
+            summed < -_arr(g.production_capacity, n, np.inf) - tol
+        ).any():
+            out.append(f"group {g.name}: summed power outside its capacity")
     return out
 
 

@@ -17,12 +17,12 @@ import pytest
 from api_harness import ApiHarness, assert_problem, harness
 
 from vpp import assets, request
-from vpp.assets import generation, heat, inflexible, shiftable, storage
+from vpp.assets import generation, heat, inflexible, modes, shiftable, storage
 from vpp.errors import InfeasibleError, RequestValidationError
 from vpp.site import SiteProblem, schedule
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILTIN_NAMES = ("storage", "heat", "shiftable", "generation", "inflexible")
+BUILTIN_NAMES = ("storage", "heat", "shiftable", "generation", "inflexible", "modes")
 
 
 def _doc_example() -> str:
@@ -65,7 +65,7 @@ EV = {"type": "ev-charger", "name": "ev", "energy": "15 kWh", "power-capacity": 
 # --------------------------------------------------------------------------- the registry
 
 
-def test_the_registry_lists_the_five_kinds_in_order() -> None:
+def test_the_registry_lists_the_six_kinds_in_order() -> None:
     assert assets.names() == BUILTIN_NAMES
     assert assets.kinds() == assets.BUILTIN
     assert [k.spec for k in assets.kinds()] == [
@@ -74,6 +74,7 @@ def test_the_registry_lists_the_five_kinds_in_order() -> None:
         shiftable.ShiftableSpec,
         generation.GenerationSpec,
         inflexible.InflexibleSpec,
+        modes.ModesSpec,
     ]
     assert assets.get("heat") is heat.KIND
     assert [f.key for f in assets.get("storage").result_fields] == ["soc"]
@@ -104,7 +105,7 @@ def test_an_unknown_type_names_the_device_and_the_registered_kinds() -> None:
     assert issue.field == "flex-model[0]"
     assert issue.message == (
         "Input tag 'nuclear' found using 'type' does not match any of the expected tags: "
-        "'storage', 'heat', 'shiftable', 'generation', 'inflexible'"
+        "'storage', 'heat', 'shiftable', 'generation', 'inflexible', 'modes'"
     )
 
 

@@ -56,6 +56,7 @@ DEVICES: dict[str, dict[str, Any]] = {
         "charging-efficiency": "95%",
         "discharging-efficiency": "95%",
         "storage-efficiency": "99.9%",
+        "power-capacity": "6 kW",  # hard, above the soft capacities below
         "consumption-capacity": "4 kW",
         "production-capacity": "4 kW",
         "soc-usage": [{**_window("00:30", "01:00"), "value": "0.5 kW"}],
@@ -88,6 +89,10 @@ DEVICES: dict[str, dict[str, Any]] = {
         "cop": "3.2",
         "heat-demand": "2 kW",
         "power-capacity": "2 kW",
+        "min-power": "0.5 kW",  # on/off operation (vpp/assets/modes.py)
+        "min-on-duration": "PT30M",
+        "min-off-duration": "PT15M",
+        "start-cost": "0.1 EUR",
     },
     "process": {
         **COMMON,
@@ -107,6 +112,28 @@ DEVICES: dict[str, dict[str, Any]] = {
         "curtailable": True,
     },
     "load": {**COMMON, "type": "inflexible", "name": "load", "power": "0.4 kW"},
+    "chp": {  # operation modes (vpp/assets/modes.py)
+        **COMMON,
+        "type": "modes",
+        "name": "chp",
+        "modes": [
+            {"name": "off", "power": "0 kW"},
+            {"name": "low", "power": "-1 kW", "cost": "0.1 EUR/h", "min-duration": "PT30M"},
+            {"name": "high", "min-power": "-3 kW", "max-power": "-2 kW"},
+        ],
+        "transitions": [
+            {"from": "off", "to": "low", "cost": "0.2 EUR", "start-timers": ["hold"]},
+            {"from": "low", "to": "high"},
+            {"from": "high", "to": "low"},
+            {"from": "low", "to": "off", "blocking-timers": ["hold"]},
+        ],
+        "timers": [{"name": "hold", "duration": "PT45M", "finished-at": START}],
+        "min-on-duration": "PT30M",
+        "min-off-duration": "PT15M",
+        "start-cost": "0.5 EUR",
+        "initial-mode": "off",
+        "initial-mode-since": START,
+    },
 }
 
 CONTEXT: dict[str, Any] = {
@@ -116,6 +143,32 @@ CONTEXT: dict[str, Any] = {
     "site-consumption-capacity": "20 kW",
     "site-production-capacity": "15 kW",
     "inflexible-devices": {"house": "0.3 kW"},
+    "groups": [  # a hybrid inverter inside a feeder (vpp/groups.py)
+        {"name": "inverter", "devices": ["battery", "pv"], "power-capacity": "5 kW"},
+        {
+            "name": "feeder",
+            "devices": ["inverter", "house", "heat-pump"],
+            "consumption-capacity": "8 kW",
+            "production-capacity": "6 kW",
+            "consumption-breach-price": "20 EUR/kW",
+            "production-breach-price": "20 EUR/kW",
+        },
+    ],
+    # peak charges (vpp/peaks.py) and CO2 steering (vpp/co2.py)
+    "site-peak-consumption": "4 kW",
+    "site-peak-consumption-price": "5 EUR/kW",
+    "site-peak-production": "3 kW",
+    "site-peak-production-price": "2 EUR/kW",
+    "co2-intensity": _series([400.0, 380, 300, 200, 150, 180, 350, 420], "g/kWh"),
+    "co2-price": "80 EUR/t",
+    # soft constraints (vpp/breach.py)
+    "site-consumption-breach-price": "10 EUR/kW",
+    "site-production-breach-price": "10 EUR/kW",
+    "consumption-breach-price": "2 EUR/kW",
+    "production-breach-price": "2 EUR/kW",
+    "soc-minima-breach-price": "5 EUR/kWh",
+    "soc-maxima-breach-price": "5 EUR/kWh",
+    "relax-constraints": True,
 }
 
 FULL: dict[str, Any] = {

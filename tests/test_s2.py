@@ -4,11 +4,15 @@ the control type's instructions, which must survive s2-python's own JSON round t
 
 from __future__ import annotations
 
+import json
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from s2python.common import (
     Commodity,
     CommodityQuantity,
@@ -42,7 +46,7 @@ from s2python.frbc import (
     FRBCUsageForecast,
     FRBCUsageForecastElement,
 )
-from s2python.ombc import OMBCOperationMode, OMBCSystemDescription
+from s2python.ombc import OMBCInstruction, OMBCOperationMode, OMBCStatus, OMBCSystemDescription
 from s2python.pebc import (
     PEBCAllowedLimitRange,
     PEBCPowerConstraints,
@@ -55,8 +59,10 @@ from s2python.ppbc import (
     PPBCPowerSequenceContainer,
     PPBCPowerSequenceElement,
 )
+from test_operation_modes import Ref, brute_force
 
 from vpp import s2
+from vpp.errors import InfeasibleError, RequestValidationError
 from vpp.site import SiteProblem
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -388,22 +394,315 @@ def test_ddbc_maps_onto_the_power_that_meets_the_demand() -> None:
 
 # -- OMBC -------------------------------------------------------------------------------
 
+# a CHP in W: off, or producing 20 to 50 kW (factor 0 at 50 kW, 1 at 20 kW) for 2 EUR/h
+OMBC_OFF = OMBCOperationMode(
+    id=uuid.uuid4(),
+    power_ranges=[PowerRange(start_of_range=0, end_of_range=0, commodity_quantity=ELECTRIC)],
+    abnormal_condition_only=False,
+)
+OMBC_ON = OMBCOperationMode(
+    id=uuid.uuid4(),
+    power_ranges=[
+        PowerRange(start_of_range=-50000, end_of_range=-20000, commodity_quantity=ELECTRIC)
+    ],
+    running_costs=NumberRange(start_of_range=2 / 3600, end_of_range=2 / 3600),
+    abnormal_condition_only=False,
+)
+MIN_ON = Timer(id=uuid.uuid4(), diagnostic_label="min on", duration=hours(3))
+MIN_OFF = Timer(id=uuid.uuid4(), diagnostic_label="min off", duration=hours(1))
+OMBC_PRICES = [10.0, 200.0, 10.0, 10.0, 200.0, 10.0]
+OMBC_GRID = s2.S2Grid(START, HOUR, 6)
 
-def test_ombc_is_refused_until_operation_modes_are_modelled() -> None:
+
+def ombc_description(**start_transition: Any) -> OMBCSystemDescription:
+    """Starting costs 5 EUR and holds the CHP on for 3 h (the timer blocks stopping);
+    stopping holds it off for 1 h, a step."""
+    return OMBCSystemDescription(
+        message_id=uuid.uuid4(),
+        valid_from=START,
+        operation_modes=[OMBC_OFF, OMBC_ON],
+        transitions=[
+            Transition(
+                id=uuid.uuid4(),
+                from_=OMBC_OFF.id,
+                to=OMBC_ON.id,
+                start_timers=[MIN_ON.id],
+                blocking_timers=[MIN_OFF.id],
+                transition_costs=5.0,
+                abnormal_condition_only=False,
+            ).model_copy(update=start_transition),
+            Transition(
+                id=uuid.uuid4(),
+                from_=OMBC_ON.id,
+                to=OMBC_OFF.id,
+                start_timers=[MIN_OFF.id],
+                blocking_timers=[MIN_ON.id],
+                abnormal_condition_only=False,
+            ),
+        ],
+        timers=[MIN_ON, MIN_OFF],
+    )
+
+
+def solve_ombc(device: dict[str, Any], prices: list[float]) -> dict[str, Any]:
+    request = {
+        "start": START.isoformat(),
+        "duration": f"PT{len(prices)}H",
+        "resolution": "PT1H",
+        "flex-model": [device],
+        "flex-context": {"consumption-price": {"values": prices, "unit": "EUR/MWh"}},
+    }
+    return SiteProblem(request).solve().to_json()
+
+
+def test_ombc_maps_onto_modes_whose_timers_hold_the_chp_on_for_three_hours() -> None:
+    """The hand-derived optimum of tests/test_operation_modes.py's CHP (min on 3 h, start
+    5 EUR, 2 EUR/h): on in hours 1-4 at 50 kW for -8 EUR; instructed off, on at factor 0
+    (50 kW), off."""
+    description = ombc_description()
+    device = s2.ombc_device(description, OMBC_GRID, name="chp")
+    assert device["modes"][1] == {
+        "name": str(OMBC_ON.id),
+        "min-power": "-50.0 kW",
+        "max-power": "-20.0 kW",
+        "cost": "2.0 EUR/h",
+    }
+    assert device["transitions"][0]["cost"] == "5.0 EUR"
+    result = solve_ombc(device, OMBC_PRICES)
+    entry = result["devices"][0]
+    assert powers(entry) == [0, -50, -50, -50, -50, 0]
+    assert result["cost"]["value"] == pytest.approx(-8.0)
+    instructions = s2.ombc_instructions(description, entry, OMBC_GRID)
+    assert [(i.operation_mode_id, i.operation_mode_factor) for i in instructions] == [
+        (OMBC_OFF.id, 0.0),
+        (OMBC_ON.id, 0.0),
+        (OMBC_OFF.id, 0.0),
+    ]
+    assert [i.execution_time for i in instructions] == [START, START + HOUR, START + 5 * HOUR]
+    round_trip(instructions)
+
+
+def test_ombc_status_keeps_the_timer_its_last_start_began() -> None:
+    """Started an hour ago: the 3 h timer blocks stopping in hours 0 and 1, though every
+    hour loses money (20 kW at -100 EUR/MWh pays 2 EUR, running 2 EUR); factor 1 then."""
+    status = OMBCStatus(
+        message_id=uuid.uuid4(),
+        active_operation_mode_id=str(OMBC_ON.id),
+        operation_mode_factor=0.0,
+        previous_operation_mode_id=str(OMBC_OFF.id),
+        transition_timestamp=START - HOUR,
+    )
+    description = ombc_description()
+    device = s2.ombc_device(description, OMBC_GRID, status=status)
+    assert device["initial-mode"] == str(OMBC_ON.id)
+    result = solve_ombc(device, [-100.0] * 6)
+    entry = result["devices"][0]
+    assert powers(entry) == [-20, -20, 0, 0, 0, 0]
+    assert result["cost"]["value"] == pytest.approx(8.0)
+    instructions = s2.ombc_instructions(description, entry, OMBC_GRID)
+    assert [(i.operation_mode_id, i.operation_mode_factor) for i in instructions] == [
+        (OMBC_ON.id, 1.0),
+        (OMBC_OFF.id, 0.0),
+    ]
+    round_trip(instructions)
+    # without a status the CHP is off: it stays off
+    assert (
+        powers(solve_ombc(s2.ombc_device(description, OMBC_GRID), [-100.0] * 6)["devices"][0])
+        == [0] * 6
+    )
+
+
+def test_ombc_in_a_request_is_scheduled_and_instructed_in_s2_json() -> None:
+    description = ombc_description()
+    result = solve_ombc(
+        {"type": "s2", "name": "chp", "messages": [description.to_json_dict()]}, OMBC_PRICES
+    )
+    entry = result["devices"][0]
+    assert entry["type"] == "modes"
+    assert powers(entry) == [0, -50, -50, -50, -50, 0]
+    messages = [OMBCInstruction.from_json(json.dumps(m)) for m in entry["s2-instructions"]]
+    assert [m.operation_mode_id for m in messages] == [OMBC_OFF.id, OMBC_ON.id, OMBC_OFF.id]
+    # with its status (on since an hour ago): held on through hour 1 at a loss, as above
+    status = OMBCStatus(
+        message_id=uuid.uuid4(),
+        active_operation_mode_id=str(OMBC_ON.id),
+        operation_mode_factor=1.0,
+        previous_operation_mode_id=str(OMBC_OFF.id),
+        transition_timestamp=START - HOUR,
+    )
+    messages_json = [description.to_json_dict(), status.to_json_dict()]
+    result = solve_ombc({"type": "s2", "name": "chp", "messages": messages_json}, [-100.0] * 6)
+    assert powers(result["devices"][0]) == [-20, -20, 0, 0, 0, 0]
+    first = result["devices"][0]["s2-instructions"][0]
+    assert first["message_type"] == "OMBC.Instruction"
+    assert first["operation_mode_id"] == str(OMBC_ON.id)
+    # what the mapping refuses is named by its place in the request
+    slow = ombc_description(transition_duration=hours(0.5)).to_json_dict()
+    with pytest.raises(RequestValidationError) as info:
+        solve_ombc({"type": "s2", "messages": [status.to_json_dict(), slow]}, OMBC_PRICES)
+    assert [i.field for i in info.value.issues] == [
+        "flex-model[0].messages[1].transitions[0].transition_duration"
+    ]
+
+
+def test_what_ombc_cannot_express_is_refused_naming_the_field() -> None:
+    slow = ombc_description(transition_duration=hours(0.5))
+    with pytest.raises(s2.S2MappingError) as info:
+        s2.ombc_device(slow, OMBC_GRID)
+    assert info.value.field == "OMBC.SystemDescription.transitions[0].transition_duration"
+    uncertain = ombc_description().model_copy(
+        update={
+            "operation_modes": [
+                OMBC_OFF,
+                OMBC_ON.model_copy(
+                    update={"running_costs": NumberRange(start_of_range=0, end_of_range=1)}
+                ),
+            ]
+        }
+    )
+    with pytest.raises(s2.S2MappingError) as info:
+        s2.ombc_device(uncertain, OMBC_GRID)
+    assert info.value.field == "OMBC.SystemDescription.operation_modes[1].running_costs"
+    unknown_timer = ombc_description(start_timers=[uuid.uuid4()])
+    with pytest.raises(s2.S2MappingError) as info:
+        s2.ombc_device(unknown_timer, OMBC_GRID)
+    assert info.value.field == "OMBC.SystemDescription.transitions[0].start_timers"
+    for status, field in (
+        (
+            OMBCStatus(
+                message_id=uuid.uuid4(),
+                active_operation_mode_id=str(uuid.uuid4()),
+                operation_mode_factor=0.0,
+            ),
+            "OMBC.Status.active_operation_mode_id",
+        ),
+        (
+            OMBCStatus(
+                message_id=uuid.uuid4(),
+                active_operation_mode_id=str(OMBC_ON.id),
+                operation_mode_factor=0.0,
+                previous_operation_mode_id=str(OMBC_OFF.id),
+            ),
+            "OMBC.Status.transition_timestamp",
+        ),
+        (
+            OMBCStatus(
+                message_id=uuid.uuid4(),
+                active_operation_mode_id=str(OMBC_ON.id),
+                operation_mode_factor=0.0,
+                previous_operation_mode_id=str(OMBC_ON.id),
+                transition_timestamp=START,
+            ),
+            "OMBC.Status.previous_operation_mode_id",
+        ),
+    ):
+        with pytest.raises(s2.S2MappingError) as info:
+            s2.ombc_device(ombc_description(), OMBC_GRID, status=status)
+        assert info.value.field == field
+
+
+@st.composite
+def ombc_cases(draw: st.DrawFn) -> tuple[OMBCSystemDescription, OMBCStatus | None, Ref]:
+    """A random OMBC device and the same device in the brute force's terms
+    (tests/test_operation_modes.py's ``Ref``)."""
+    count = draw(st.integers(2, 3))
+    ranges = [(0.0, 0.0) if draw(st.booleans()) else (1.0, 1.0)]
+    for _ in range(count - 1):
+        a = draw(st.sampled_from([-6.0, -3.0, 2.0, 4.0]))
+        ranges.append((a, a + draw(st.sampled_from([0.0, 2.0]))))
+    run = [draw(st.sampled_from([0.0, 1.0, 0.5])) for _ in range(count)]
+    modes = [
+        OMBCOperationMode(
+            id=uuid.uuid4(),
+            power_ranges=[
+                PowerRange(
+                    start_of_range=a * 1000, end_of_range=b * 1000, commodity_quantity=ELECTRIC
+                )
+            ],
+            running_costs=NumberRange(start_of_range=r / 3600, end_of_range=r / 3600)
+            if r
+            else None,
+            abnormal_condition_only=False,
+        )
+        for (a, b), r in zip(ranges, run, strict=True)
+    ]
+    arcs = [(a, b) for a in range(count) for b in range(count) if a != b]
+    kept = draw(st.lists(st.sampled_from(arcs), unique=True, min_size=1))
+    costs = {arc: draw(st.sampled_from([0.0, 0.5, 2.0])) for arc in kept}
+    timer = Timer(id=uuid.uuid4(), duration=hours(draw(st.integers(1, 3))))
+    starts = draw(st.lists(st.sampled_from(kept), unique=True, max_size=2))
+    blocks = draw(st.lists(st.sampled_from(kept), unique=True, max_size=2))
+    transitions = [
+        Transition(
+            id=uuid.uuid4(),
+            from_=modes[a].id,
+            to=modes[b].id,
+            start_timers=[timer.id] if (a, b) in starts else [],
+            blocking_timers=[timer.id] if (a, b) in blocks else [],
+            transition_costs=costs[(a, b)] or None,
+            abnormal_condition_only=False,
+        )
+        for a, b in kept
+    ]
     description = OMBCSystemDescription(
         message_id=uuid.uuid4(),
         valid_from=START,
-        operation_modes=[
-            OMBCOperationMode(
-                id=uuid.uuid4(),
-                power_ranges=[
-                    PowerRange(start_of_range=0, end_of_range=2000, commodity_quantity=ELECTRIC)
-                ],
-                abnormal_condition_only=False,
-            )
-        ],
-        transitions=[],
-        timers=[],
+        operation_modes=modes,
+        transitions=transitions,
+        timers=[timer],
     )
-    with pytest.raises(s2.S2MappingError, match="issue 13 item 6"):
-        s2.ombc_device(description, GRID)
+    steps = round(timer.duration.to_timedelta() / HOUR)
+    ref = Ref([a for a, _ in ranges], [b for _, b in ranges], run, costs)
+    status = None
+    if draw(st.booleans()):
+        previous, active = draw(st.sampled_from(kept))
+        ago = draw(st.integers(0, 3))
+        status = OMBCStatus(
+            message_id=uuid.uuid4(),
+            active_operation_mode_id=str(modes[active].id),
+            operation_mode_factor=0.0,
+            previous_operation_mode_id=str(modes[previous].id),
+            transition_timestamp=START - ago * HOUR,
+        )
+        ref.initial = active
+        running = max(0, steps - ago) if (previous, active) in starts else 0
+        ref.timers = [(steps, starts, blocks, running)]
+    else:
+        ref.timers = [(steps, starts, blocks, 0)]
+    return description, status, ref
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    case=ombc_cases(),
+    prices=st.lists(st.sampled_from([-300.0, 0.0, 80.0, 400.0]), min_size=4, max_size=4),
+)
+def test_ombc_devices_cost_the_brute_force_optimum(case: Any, prices: list[float]) -> None:
+    """Random OMBC devices (modes, transitions with costs, a timer, a status or none): the
+    mapped device's optimum is the brute force's over every mode sequence, and the emitted
+    instructions replay the schedule's modes."""
+    description, status, ref = case
+    best = brute_force(ref, prices)
+    device = s2.ombc_device(description, GRID, status=status)
+    if math.isinf(best):
+        with pytest.raises(InfeasibleError):
+            solve(device, prices)
+        return
+    request = {
+        "start": START.isoformat(),
+        "duration": "PT4H",
+        "resolution": "PT1H",
+        "flex-model": [device],
+        "flex-context": {"consumption-price": {"values": prices, "unit": "EUR/MWh"}},
+    }
+    result = SiteProblem(request).solve().to_json()
+    assert result["cost"]["value"] == pytest.approx(best, abs=1e-6)
+    entry = result["devices"][0]
+    instructions = s2.ombc_instructions(description, entry, GRID)
+    ids = [m.id for m in description.operation_modes]
+    modes = [ids[round(k)] for k in entry["operation-mode"]["values"]]
+    replay = []
+    for t in range(4):
+        replay.append(next(i for i in reversed(instructions) if i.execution_time <= GRID.at(t)))
+    assert [i.operation_mode_id for i in replay] == modes
+    round_trip(instructions)

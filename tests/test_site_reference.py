@@ -953,3 +953,17 @@ def test_random_heat_pump_matches_reference(make_request, prices, at, seed):
     np.testing.assert_allclose(s, simulate_soc(p, 20.0, cop, 1.0, keep, demand, dt), atol=1e-6)
     assert (s >= lower - 1e-6).all() and (s <= upper + 1e-6).all()
     assert result["cost"]["value"] == approx(settle(p, cp, None, dt))
+
+
+def test_two_limits_at_one_instant_the_tightest_holds(make_request, at):
+    """soc-maxima 6 then 9 kWh at 01:00 (and soc-minima 2 then 1 kWh at 00:30): the tighter
+    of each holds, whatever their order. Free energy at 0 EUR/MWh first and 100 after: the
+    battery fills as far as it may by 01:00 (6 kWh, not 9) and keeps at least 2 at 00:30.
+    Found by the independent reference: the later entry used to overwrite the earlier."""
+    maxima = [{"datetime": at(4), "value": "6 kWh"}, {"datetime": at(4), "value": "9 kWh"}]
+    minima = [{"datetime": at(2), "value": "2 kWh"}, {"datetime": at(2), "value": "1 kWh"}]
+    fm = battery(**{"soc-at-start": "3 kWh", "soc-maxima": maxima, "soc-minima": minima})
+    _, dev = solve(make_request(fm, {"consumption-price": prices([0] * 4 + [100] * 4)},
+                                     steps=8))  # fmt: skip
+    assert dev["battery"]["soc"][4] == approx(6.0)
+    assert dev["battery"]["soc"][2] >= 2.0 - 1e-9

@@ -347,6 +347,8 @@ def _resolve_own_target(request: PortfolioRequest) -> Target:
             raise RequestValidationError.single(f"target.{name}", "segments leave steps empty")
     if (price < 0).any():
         raise RequestValidationError.single("target.deviation-price", "must not be negative")
+    if t.deviation_price.unit not in ("EUR", ""):  # a price may count kg (vpp/co2.py)
+        raise RequestValidationError.single("target.deviation-price", "must be in EUR per energy")
     return Target("market", np.full(n, -INF), np.full(n, INF), volume, price, horizon.dt)
 
 
@@ -400,6 +402,10 @@ def build_sites(request: PortfolioRequest) -> list[SiteProblem]:
     for i in range(len(request.sites)):
         try:
             problems.append(SiteProblem(request.site_request(i), break_ties=False))
+            if problems[-1].inputs.cost_unit != "EUR":  # the target and sites add up in EUR
+                unit = f"prices in {problems[-1].inputs.cost_unit} per energy"
+                why = f"{unit}; a portfolio's sites and target share one objective, in EUR"
+                raise RequestValidationError.single("flex-context.consumption-price", why)
         except RequestValidationError as err:
             issues += _site_issues(request, i, err)
         except InfeasibleError as err:
@@ -462,7 +468,8 @@ class PortfolioResult:
         sites = []
         for site_id, schedule in zip(self.site_ids, self.schedules, strict=True):
             body = schedule.to_json()
-            sites.append({"id": site_id, **{k: body[k] for k in ("devices", "site", "cost")}})
+            keys = ("devices", "site", "cost", "emissions")  # emissions: vpp/co2.py
+            sites.append({"id": site_id, **{k: body[k] for k in keys if k in body}})
         first = self.schedules[0].to_json()
         return {
             "status": self.status,

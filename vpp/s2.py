@@ -15,7 +15,11 @@ approximated.
   envelopes allowed to cut it to zero (consequence ``VANISH``).
 * **DDBC** (demand-driven) -> ``inflexible``: one actuator with one operation mode whose
   supply is proportional to power meets the demand forecast; its power follows exactly.
-* **OMBC** is refused: operation modes with minimum on/off times are issue 13 item 6.
+* **OMBC** (operation modes) -> ``modes``: its normal operation modes with their power
+  ranges and running costs, its normal transitions with their costs and timers, its timers;
+  ``OMBC.Status`` gives the initial mode and the timers its last transition started.
+  Transitions that take time (``transition_duration``) and uncertain running costs are
+  refused.
 
 S2 powers are W, consumption positive; vpp's are kW, consumption positive. Pure: no I/O.
 """
@@ -44,7 +48,7 @@ from s2python.frbc import (
     FRBCUsageForecast,
 )
 from s2python.generated.gen_s2 import ID
-from s2python.ombc import OMBCSystemDescription
+from s2python.ombc import OMBCInstruction, OMBCStatus, OMBCSystemDescription
 from s2python.pebc import (
     PEBCInstruction,
     PEBCPowerConstraints,
@@ -54,6 +58,7 @@ from s2python.pebc import (
 from s2python.ppbc import PPBCPowerProfileDefinition, PPBCScheduleInstruction
 
 from vpp.errors import VppError
+from vpp.timeseries import iso_duration
 
 __all__ = [
     "ELECTRIC",
@@ -66,6 +71,7 @@ __all__ = [
     "frbc_instructions",
     "frbc_scale",
     "ombc_device",
+    "ombc_instructions",
     "pebc_device",
     "pebc_instructions",
     "ppbc_device",
@@ -767,14 +773,167 @@ def ddbc_instructions(
     ]
 
 
-# -- OMBC: refused ----------------------------------------------------------------------
+# -- OMBC -> modes ------------------------------------------------------------------------
 
 
-def ombc_device(description: OMBCSystemDescription, grid: S2Grid) -> dict[str, Any]:
-    """Refused: OMBC's operation modes with transitions and minimum on/off times are a MILP
-    that vpp does not model yet (issue 13 item 6)."""
-    raise S2MappingError(
-        "OMBC.SystemDescription",
-        "OMBC (operation modes with transitions and minimum on/off times) is not supported: "
-        "vpp does not model operation modes yet (issue 13 item 6)",
-    )
+def _ombc_modes(description: OMBCSystemDescription) -> list[tuple[Any, float, float]]:
+    """The normal operation modes with their power at factor 0 and at factor 1 (kW)."""
+    field = "OMBC.SystemDescription.operation_modes"
+    modes = []
+    for i, mode in enumerate(description.operation_modes):
+        if not mode.abnormal_condition_only:
+            modes.append((mode, *_electric_range(mode.power_ranges, f"{field}[{i}].power_ranges")))
+    if not modes:
+        raise S2MappingError(field, "no operation mode for normal use")
+    return modes
+
+
+def ombc_device(
+    description: OMBCSystemDescription,
+    grid: S2Grid,
+    *,
+    name: str = "ombc",
+    status: OMBCStatus | None = None,
+) -> dict[str, Any]:
+    """The ``modes`` flex-model device of an OMBC device: its normal operation modes (named
+    by their ids) with their power ranges and running costs, its normal transitions with
+    their costs and timers, and its timers; the status gives the initial mode and which
+    timers still run. Costs are taken to be in EUR (the resource manager's currency)."""
+    field = "OMBC.SystemDescription"
+    modes = _ombc_modes(description)
+    normal = {str(m.id) for m, _a, _b in modes}
+    device_modes: list[dict[str, Any]] = []
+    for i, (mode, a, b) in enumerate(modes):
+        spec: dict[str, Any] = {"name": str(mode.id)}
+        if abs(a - b) <= _TOL:
+            spec["power"] = _kw(a)
+        else:
+            spec["min-power"], spec["max-power"] = _kw(min(a, b)), _kw(max(a, b))
+        costs = mode.running_costs
+        if costs is not None:
+            if abs(costs.start_of_range - costs.end_of_range) > _TOL:
+                raise S2MappingError(
+                    f"{field}.operation_modes[{i}].running_costs",
+                    "a range of running costs is uncertain; give one cost (start = end)",
+                )
+            spec["cost"] = f"{_clean(costs.start_of_range * 3600.0)!r} EUR/h"
+        device_modes.append(spec)
+    transitions: list[dict[str, Any]] = []
+    for i, t in enumerate(description.transitions):
+        if t.abnormal_condition_only or not {str(t.from_), str(t.to)} <= normal:
+            continue
+        if t.transition_duration is not None and t.transition_duration.root > 0:
+            raise S2MappingError(
+                f"{field}.transitions[{i}].transition_duration",
+                "a transition that takes time is not modelled; the device runs in its new "
+                "mode from the step it switches",
+            )
+        for key, timers in (
+            ("start_timers", t.start_timers),
+            ("blocking_timers", t.blocking_timers),
+        ):
+            unknown = [str(k) for k in timers if k not in {k.id for k in description.timers}]
+            if unknown:
+                raise S2MappingError(
+                    f"{field}.transitions[{i}].{key}", f"no timer has the id {unknown[0]}"
+                )
+        spec = {"from": str(t.from_), "to": str(t.to)}
+        if t.transition_costs:
+            spec["cost"] = f"{_clean(t.transition_costs)!r} EUR"
+        if t.start_timers:
+            spec["start-timers"] = [str(k) for k in t.start_timers]
+        if t.blocking_timers:
+            spec["blocking-timers"] = [str(k) for k in t.blocking_timers]
+        transitions.append(spec)
+    durations = {str(k.id): k.duration.to_timedelta() for k in description.timers}
+    running: dict[str, datetime] = {}
+    device: dict[str, Any] = {"name": name, "type": "modes", "modes": device_modes}
+    if status is not None:
+        running = _ombc_status(description, status, normal, durations)
+        device["initial-mode"] = _mode_id(
+            status.active_operation_mode_id, "OMBC.Status.active_operation_mode_id"
+        )
+    device["transitions"] = transitions
+    if durations:
+        device["timers"] = [
+            {"name": k, "duration": iso_duration(d)}
+            | (
+                {"finished-at": running[k].isoformat()}
+                if running.get(k, grid.start) > grid.start
+                else {}
+            )
+            for k, d in durations.items()
+        ]
+    return device
+
+
+def _mode_id(value: ID, field: str) -> str:
+    """An S2 ``ID`` that names an operation mode, spelled as the modes' UUIDs are."""
+    try:
+        return str(uuid.UUID(value.root))
+    except ValueError:
+        raise S2MappingError(field, f"{value.root!r} is not an operation mode's id") from None
+
+
+def _ombc_status(
+    description: OMBCSystemDescription,
+    status: OMBCStatus,
+    normal: set[str],
+    durations: dict[str, timedelta],
+) -> dict[str, datetime]:
+    """Check the status and return when each timer its last transition started finishes."""
+    field = "OMBC.Status"
+    active = _mode_id(status.active_operation_mode_id, f"{field}.active_operation_mode_id")
+    if active not in normal:
+        raise S2MappingError(
+            f"{field}.active_operation_mode_id",
+            f"{active} is not a normal operation mode of the system description",
+        )
+    previous, when = status.previous_operation_mode_id, status.transition_timestamp
+    if (previous is None) != (when is None):
+        missing = "transition_timestamp" if when is None else "previous_operation_mode_id"
+        raise S2MappingError(
+            f"{field}.{missing}",
+            "give both previous_operation_mode_id and transition_timestamp (the running "
+            "timers follow from them), or neither",
+        )
+    if previous is None or when is None:
+        return {}
+    started = [
+        t
+        for t in description.transitions
+        if str(t.from_) == _mode_id(previous, f"{field}.previous_operation_mode_id")
+        and str(t.to) == active
+    ]
+    if not started:
+        raise S2MappingError(
+            f"{field}.previous_operation_mode_id",
+            f"no transition from {previous.root} to {active} in the system description",
+        )
+    return {str(k): when + durations[str(k)] for k in started[0].start_timers}
+
+
+def ombc_instructions(
+    description: OMBCSystemDescription, entry: dict[str, Any], grid: S2Grid
+) -> list[OMBCInstruction]:
+    """One ``OMBC.Instruction`` per change of operation mode or factor in the schedule's
+    device entry (its ``operation-mode`` says the mode, its power the factor)."""
+    modes = _ombc_modes(description)
+    chosen: list[tuple[uuid.UUID, float]] = []
+    for t, (k, p) in enumerate(zip(entry["operation-mode"]["values"], _powers(entry), strict=True)):
+        mode, a, b = modes[round(k)]
+        if not min(a, b) - 1e-6 <= p <= max(a, b) + 1e-6:
+            raise S2MappingError("power", f"{p} kW at step {t} is outside its mode's range")
+        factor = 0.0 if abs(b - a) <= _TOL else min(max((p - a) / (b - a), 0.0), 1.0)
+        chosen.append((mode.id, round(factor, 9)))
+    return [
+        OMBCInstruction(
+            message_id=uuid.uuid4(),
+            id=uuid.uuid4(),
+            execution_time=grid.at(first),
+            operation_mode_id=chosen[first][0],
+            operation_mode_factor=chosen[first][1],
+            abnormal_condition=False,
+        )
+        for first, _stop in _runs(chosen)
+    ]

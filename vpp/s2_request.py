@@ -4,7 +4,7 @@ A flex-model entry of type ``s2`` carries a device's S2 messages as JSON (what a
 resource manager sends, ``message_type`` included). Before the request is validated, each
 such entry is replaced by the flex-model device its control type maps onto
 (:mod:`vpp.s2`: FRBC -> storage, PPBC -> shiftable, PEBC -> curtailable generation, DDBC ->
-inflexible, OMBC -> operation modes), so everything after validation sees ordinary devices.
+inflexible, OMBC -> modes), so everything after validation sees ordinary devices.
 The schedule's entry of that device then carries ``s2-instructions``: the control type's
 instructions, as S2 JSON.
 
@@ -200,8 +200,9 @@ def _map(control: str, m: dict[str, Any], grid: Any, name: str) -> dict[str, Any
             m["DDBC.SystemDescription"], m["DDBC.AverageDemandRateForecast"], grid, name=name
         )
     else:
-        device = s2.ombc_device(m["OMBC.SystemDescription"], grid)
-        device["name"] = name
+        device = s2.ombc_device(
+            m["OMBC.SystemDescription"], grid, name=name, status=m.get("OMBC.Status")
+        )
     return device
 
 
@@ -229,6 +230,6 @@ def s2_instructions(entry: dict[str, Any], source: S2Source, horizon: Any) -> li
         out = s2.pebc_instructions(m["PEBC.PowerConstraints"], entry, grid)
     elif source.control_type == "DDBC":
         out = s2.ddbc_instructions(m["DDBC.SystemDescription"], entry, grid)
-    else:  # OMBC: vpp.s2 maps no OMBC device yet, so none reaches a schedule
-        out = []
+    else:
+        out = s2.ombc_instructions(m["OMBC.SystemDescription"], entry, grid)
     return [message.to_json_dict() for message in out]

@@ -34,6 +34,15 @@ from typing import Any
 import numpy as np
 
 from vpp import assets
+from vpp.breach import (
+    Softening,
+    add_breaches,
+    breach_costs,
+    read_breaches,
+    soften,
+    with_hint,
+)
+from vpp.co2 import Co2, add_co2, objective_unit, resolve_co2
 from vpp.device import Common, DeviceSpec, DeviceVars, apply_common, resolve_common
 from vpp.errors import (
     FieldIssue,
@@ -43,7 +52,9 @@ from vpp.errors import (
     VppError,
 )
 from vpp.exclusive import TOLERANCE, Exclusivity
+from vpp.groups import ResolvedGroup, add_groups, device_room, resolve_groups
 from vpp.linear import INF, LinearModel, Term
+from vpp.peaks import Peak, add_peaks, resolve_peaks
 from vpp.qp import OsqpProx
 from vpp.request import FlexContext, ScheduleRequest, parse_request
 from vpp.s2_request import S2Source, s2_instructions
@@ -76,6 +87,11 @@ class SiteInputs:
     inflexible: np.ndarray  # kW, sum of flex-context inflexible-devices
     devices: Sequence[tuple[DeviceSpec, Common, Any]]  # spec, shared fields, the kind's params
     capacity_source: tuple[str, str] = ("site-consumption-capacity", "site-production-capacity")
+    groups: Sequence[ResolvedGroup] = ()  # flex-context groups (vpp/groups.py)
+    peaks: tuple[Peak, ...] = ()  # flex-context site-peak-* (vpp/peaks.py)
+    co2: Co2 | None = None  # flex-context co2-intensity / co2-price (vpp/co2.py)
+    cost_unit: str = "EUR"  # what the prices count: "kg" when steering on CO2 intensity
+    softening: Softening = field(default_factory=Softening)  # breach prices (vpp/breach.py)
 
 
 def resolve_site(request: ScheduleRequest) -> SiteInputs:
@@ -94,13 +110,47 @@ def resolve_site(request: ScheduleRequest) -> SiteInputs:
             issues.extend(err.issues)
             continue
         devices.append((spec, common, params))
+    names = [spec.label for spec in request.flex_model]
+    groups = resolve_groups(ctx.groups, names, ctx.inflexible_devices, horizon, issues)
+    unit = objective_unit(request, issues)
+    peaks = resolve_peaks(ctx, horizon, unit, issues)
+    co2 = resolve_co2(ctx, horizon, unit, issues)
+    softening, site_soft = soften(ctx, horizon, devices, issues)
+    softening.requested |= any(g.soft for g in groups)
     if issues:
         raise RequestValidationError(issues)
+    if site_soft:  # the soft site capacities leave site-power-capacity as the hard one
+        power_cap = _hard_site_capacity(ctx, horizon)
+        cons_cap = power_cap if "consumption" in site_soft else cons_cap
+        prod_cap = power_cap if "production" in site_soft else prod_cap
     sources = (
         "site-consumption-capacity" if ctx.site_consumption_capacity else "site-power-capacity",
         "site-production-capacity" if ctx.site_production_capacity else "site-power-capacity",
     )
-    return SiteInputs(horizon, cp, pp, cons_cap, prod_cap, inflexible, devices, sources)
+    return SiteInputs(
+        horizon,
+        cp,
+        pp,
+        cons_cap,
+        prod_cap,
+        inflexible,
+        devices,
+        sources,
+        groups,
+        peaks,
+        co2,
+        unit,
+        softening,
+    )
+
+
+def _hard_site_capacity(ctx: FlexContext, horizon: Horizon) -> np.ndarray:
+    """``site-power-capacity`` per step (inf where not given): what stays hard."""
+    if ctx.site_power_capacity is None:
+        return np.full(horizon.steps, INF)
+    cap = ctx.site_power_capacity.resolve(horizon, "flex-context.site-power-capacity", INF)
+    hard: np.ndarray = np.nan_to_num(cap, nan=INF, posinf=INF)
+    return hard
 
 
 def _resolve_context(
@@ -182,6 +232,9 @@ class SiteSchedule:
     objective: float  # solver objective incl. any ADMM terms
     extra: dict[str, Any] = field(default_factory=dict)
     s2_sources: dict[str, S2Source] = field(default_factory=dict)  # devices given as S2
+    cost_parts: dict[str, float] = field(default_factory=dict)  # breakdown of cost, EUR
+    cost_unit: str = "EUR"  # "kg" when the prices are a CO2 intensity (vpp/co2.py)
+    site_results: dict[str, Any] = field(default_factory=dict)  # peaks (vpp/peaks.py)
 
     @property
     def device_soc(self) -> dict[str, np.ndarray]:
@@ -216,9 +269,10 @@ class SiteSchedule:
             "duration": iso_duration(self.horizon.duration),
             "resolution": iso_duration(self.horizon.resolution),
             "devices": devices,
-            "site": {"power": series(self.site_power, "kW")},
-            "cost": {"value": round(self.cost, 9), "unit": "EUR"},
-        } | {k: v for k, v in self.extra.items() if k == "mip-gap"}
+            "site": {"power": series(self.site_power, "kW")} | self.site_results,
+            "cost": {"value": round(self.cost, 9), "unit": self.cost_unit}
+            | {k: round(v, 9) for k, v in self.cost_parts.items()},
+        } | {k: v for k, v in self.extra.items() if k in ("mip-gap", "emissions", "breaches")}
 
 
 def _clean(v: float) -> float:
@@ -245,8 +299,11 @@ class SiteProblem:
         self._device_ranges: list[tuple[np.ndarray, np.ndarray]] | None = None
         self.import_export = Exclusivity("no-simultaneous-import-export")
         self.charge_discharge = Exclusivity("no-simultaneous-charge-discharge")
-        self._build()
-        self._precheck()
+        try:
+            self._build()
+            self._precheck()
+        except InfeasibleError as err:
+            raise with_hint(err) from None
         limit = self.request.time_limit
         self.time_limit = get_settings().solve_time_limit if limit is None else limit
         self.solver = HighsSolver(self.model, time_limit=self.time_limit)
@@ -263,11 +320,18 @@ class SiteProblem:
         ranges = self._ranges()
         least = inp.inflexible + sum((r[0] for r in ranges), 0.0)
         most = inp.inflexible + sum((r[1] for r in ranges), 0.0)
-        for (spec, _common, params), (d_least, d_most) in zip(inp.devices, ranges, strict=True):
+        names = [dv.name for dv, _ in self.devices]
+        room = device_room(inp.groups, dict(zip(names, ranges, strict=True)), self.horizon.steps)
+        for (spec, _common, params), (d_least, d_most), name in zip(
+            inp.devices, ranges, names, strict=True
+        ):
             check = assets.get(spec.type).precheck
             if check is not None:
                 site_upper = inp.consumption_capacity - (least - d_least)
                 site_lower = -inp.production_capacity - (most - d_most)
+                if name in room:  # what the device's groups leave it, too
+                    site_lower = np.maximum(site_lower, room[name][0])
+                    site_upper = np.minimum(site_upper, room[name][1])
                 check(params, self.horizon, site_lower, site_upper)
 
     def _build(self) -> None:
@@ -300,7 +364,16 @@ class SiteProblem:
         for dv, _ in own:
             settle += dv.power_terms(1.0)
         lm.add_rows("site-settlement", settle, -own_constant, -own_constant)
-        cost = np.zeros(lm.n_cols)
+        devices = [dv for dv, _ in self.devices]
+        group_breaches = add_groups(lm, inp.groups, devices, self._ranges(), self.horizon)
+        self.peaks = add_peaks(lm, self.power, inp.peaks)
+        self.co2 = add_co2(lm, self.power, inp.co2, dt)
+        self.breaches = group_breaches + add_breaches(
+            lm, inp.softening, self.power, devices, self.horizon
+        )
+        cost = breach_costs(self.breaches, lm.n_cols)
+        self.peaks.add_cost(cost)
+        self.co2.add_cost(cost)
         cost[self.imports] = dt * inp.consumption_price
         cost[self.exports] = -dt * inp.production_price
         self.cost_constant = 0.0
@@ -313,6 +386,9 @@ class SiteProblem:
                 self.cost_constant += _energy_cost(
                     dv.constant, c.consumption_price, c.production_price, dt
                 )
+        for dv, _ in self.devices:  # running and transition costs (vpp/assets/modes.py)
+            for cols, coefs in dv.extra.get("column-cost", ()):
+                cost[cols] += coefs
         spread = np.flatnonzero(inp.production_price > inp.consumption_price + 1e-12)
         if spread.size:
             self.import_export.add_binaries(
@@ -639,6 +715,30 @@ class SiteProblem:
                 settled -= p
                 cost += _energy_cost(p, common.consumption_price, common.production_price, dt)
         cost += _energy_cost(settled, inp.consumption_price, inp.production_price, dt)
+        parts: dict[str, float] = {}
+        device_costs = [
+            float(coefs @ x[cols])
+            for dv, _ in self.devices
+            for cols, coefs in dv.extra.get("column-cost", ())
+        ]
+        if device_costs:  # operation modes' running and transition costs
+            parts = {"energy": cost, "operation-modes": sum(device_costs)}
+            cost += parts["operation-modes"]
+        power = x[self.power]
+        added = {  # peak charges and CO2 cost, in the objective (vpp/peaks.py, vpp/co2.py)
+            k: v
+            for k, v in (("peak-charges", self.peaks.charges(power)), ("co2", self.co2.cost(power)))
+            if v is not None
+        }
+        if added:
+            parts = {"energy": cost} | parts | added
+            cost += sum(added.values())
+        breaches, penalty = read_breaches(self.breaches, x, self.horizon)
+        if inp.softening.requested:  # soft constraints: their penalties, apart from energy
+            parts = {"energy": cost} | parts | {"breaches": penalty}
+            cost += penalty
+        emissions = self.co2.emissions(power)
+        listed = {"breaches": breaches} if inp.softening.requested else {}
         return SiteSchedule(
             self.horizon,
             powers,
@@ -648,6 +748,15 @@ class SiteProblem:
             cost,
             objective,
             s2_sources=self.request.s2_sources,
+            cost_parts=parts,
+            cost_unit=inp.cost_unit,
+            site_results=self.peaks.report(power),
+            extra=listed
+            | (
+                {}
+                if emissions is None
+                else {"emissions": {"value": round(emissions, 9), "unit": "kg"}}
+            ),
         )
 
     # -- diagnosis -------------------------------------------------------------------
@@ -657,7 +766,7 @@ class SiteProblem:
         for r in rows:
             fam = self.model.family_of_row(r)
             t = fam.time_of(r)
-            rank = 2 if fam.name in ("soc-dynamics", "site-balance", "site-settlement") else 0
+            rank = 2 if fam.name in _STRUCTURAL else 0
             parts.append((rank, fam.name, "", self.horizon.at(t), fam.device))
         for c in cols:
             block = self.model.block_of_col(c)
@@ -670,15 +779,17 @@ class SiteProblem:
             )
         parts.sort(key=lambda p: (p[0], p[3] or self.horizon.start))
         listed = ", ".join(
-            f"{name}{f' of {dev}' if dev else ''} at {when.isoformat() if when else '?'}"
+            f"{name}{_of(name, dev)} at {when.isoformat() if when else '?'}"
             for _, name, _, when, dev in parts[:8]
         )
         _, name, _, when, device = parts[0]
-        return InfeasibleError(
-            f"no schedule satisfies all constraints; these conflict: {listed}",
-            constraint=name.split("[")[0],
-            time=when,
-            device=device,
+        return with_hint(
+            InfeasibleError(
+                f"no schedule satisfies all constraints; these conflict: {listed}",
+                constraint=name.split("[")[0],
+                time=when,
+                device=device,
+            )
         )
 
     def _bound_name(self, block: str, device: str | None, t: int) -> str:
@@ -692,6 +803,27 @@ class SiteProblem:
         return {"charge": "consumption-capacity", "discharge": "production-capacity"}.get(
             block, block
         )
+
+
+# families that only describe how a device or the site works: an infeasibility report names
+# the requirement they conflict with first (the power-fixed or minimum on time, not the mode)
+_STRUCTURAL = frozenset(
+    {
+        "soc-dynamics",
+        "site-balance",
+        "site-settlement",
+        "operation-mode-choice",
+        "operation-mode-power",
+        "operation-mode-switch",
+    }
+)
+
+
+def _of(family: str, device: str | None) -> str:
+    """`` of <device>`` in an infeasibility report; `` of group <name>`` for a group's rows."""
+    if not device:
+        return ""
+    return f" of group {device}" if family.startswith("group-") else f" of {device}"
 
 
 def _energy_cost(

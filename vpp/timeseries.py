@@ -18,17 +18,18 @@ name in every error.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import AwareDatetime, BeforeValidator, TypeAdapter, WithJsonSchema
 
 from vpp.errors import RequestValidationError
-from vpp.units import Kind, factor, parse_quantity
+from vpp.units import Kind, factor, parse_quantity, price_numerator
 
 __all__ = [
     "Energy",
@@ -120,6 +121,8 @@ class Series:
     constant: float | None = None
     values: tuple[float, ...] | None = None
     segments: tuple[Segment, ...] | None = None
+    # what a price counts per kWh, "EUR" or "kg" (CO2 steering, vpp/co2.py); "" otherwise
+    unit: str = ""
 
     def resolve(self, horizon: Horizon, field: str, default: float = math.nan) -> np.ndarray:
         """One value per step; steps no segment covers get ``default``."""
@@ -150,8 +153,12 @@ class Instants:
 
     entries: tuple[Segment, ...]  # a single instant has start == end
 
-    def resolve(self, horizon: Horizon, field: str) -> np.ndarray:
-        """One value per instant (``steps + 1``), NaN where nothing is asked."""
+    def resolve(
+        self, horizon: Horizon, field: str, combine: Literal["max", "min"] | None = None
+    ) -> np.ndarray:
+        """One value per instant (``steps + 1``), NaN where nothing is asked. Entries that
+        cover one instant twice: the later wins, or with ``combine`` the larger ("max", as
+        minima combine: the tightest holds) or the smaller ("min", as maxima do)."""
         out = np.full(horizon.steps + 1, math.nan)
         for i, entry in enumerate(self.entries):
             a = horizon.instant_index(entry.start)
@@ -163,7 +170,12 @@ class Instants:
                     f"(from {horizon.start.isoformat()}, every {iso_duration(horizon.resolution)}"
                     f", {horizon.steps} steps)",
                 )
-            out[a : b + 1] = entry.value
+            if combine == "max":
+                out[a : b + 1] = np.fmax(out[a : b + 1], entry.value)
+            elif combine == "min":
+                out[a : b + 1] = np.fmin(out[a : b + 1], entry.value)
+            else:
+                out[a : b + 1] = entry.value
         return out
 
 
@@ -202,6 +214,28 @@ def _parse_segment(raw: Any, kind: Kind, *, instant: bool) -> Segment:
 def _parse_series(raw: Any, kind: Kind) -> Series:
     if isinstance(raw, Series):
         return raw
+    series = _parse_any_series(raw, kind)
+    if kind == "price":  # a price's numerator sets the objective's unit (vpp/co2.py)
+        return dataclasses.replace(series, unit=_price_numerator(raw))
+    return series
+
+
+def _price_numerator(raw: Any) -> str:
+    """``"EUR"`` or ``"kg"``: what every value of a parsed price series counts per kWh
+    (a bare number, where a unit is implied, counts money)."""
+    if isinstance(raw, int | float):
+        return "EUR"
+    if isinstance(raw, dict):
+        return price_numerator(str(raw["unit"]))
+    if isinstance(raw, list):
+        found = {_price_numerator(s["value"]) for s in raw}
+        if len(found) > 1:
+            raise ValueError(f"segments mix units of {' and '.join(sorted(found))}")
+        return found.pop() if found else "EUR"
+    return price_numerator(str(raw))
+
+
+def _parse_any_series(raw: Any, kind: Kind) -> Series:
     if isinstance(raw, str | int | float) and not isinstance(raw, bool):
         return Series(kind, constant=parse_quantity(raw, kind))
     if isinstance(raw, dict):

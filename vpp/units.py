@@ -7,7 +7,11 @@ kind      canonical unit      accepted examples
 ========  ==================  =========================================
 power     kW                  "5 kW", "5000 W", "0.005 MW"
 energy    kWh                 "10 kWh", "0.01 MWh"
-price     EUR/kWh             "50 EUR/MWh", "0.05 EUR/kWh"
+price     EUR/kWh             "50 EUR/MWh", "0.05 EUR/kWh"; or any per-energy
+                              quantity: "300 kg/MWh" (kg/kWh), "300 g/kWh" (CO2 steering)
+demand    EUR/kW              "5 EUR/kW" (a peak's price, vpp/peaks.py)
+intensity kg/kWh              "300 kg/MWh", "300 g/kWh" (vpp/co2.py)
+co2-price EUR/kg              "80 EUR/t", "0.08 EUR/kg"
 fraction  1 (dimensionless)   "95%", "0.95", 0.95
 ========  ==================  =========================================
 """
@@ -20,20 +24,43 @@ from typing import Any, Literal
 
 import pint
 
-__all__ = ["CANONICAL", "DISPLAY", "Kind", "factor", "parse_quantity", "registry"]
+__all__ = [
+    "CANONICAL",
+    "DISPLAY",
+    "Kind",
+    "factor",
+    "parse_quantity",
+    "price_numerator",
+    "registry",
+]
 
 
-Kind = Literal["power", "energy", "price", "fraction"]
+Kind = Literal["power", "energy", "price", "fraction", "demand", "intensity", "co2-price"]
 
 CANONICAL: dict[Kind, str] = {
     "power": "kW",
     "energy": "kWh",
     "price": "EUR/kWh",
     "fraction": "dimensionless",
+    "demand": "EUR/kW",
+    "intensity": "kg/kWh",
+    "co2-price": "EUR/kg",
 }
 """The unit vpp computes in, per kind of quantity."""
 
-DISPLAY: dict[Kind, str] = {"power": "kW", "energy": "kWh", "price": "EUR/MWh", "fraction": ""}
+DISPLAY: dict[Kind, str] = {
+    "power": "kW",
+    "energy": "kWh",
+    "price": "EUR/MWh",
+    "fraction": "",
+    "demand": "EUR/kW",
+    "intensity": "kg/MWh",
+    "co2-price": "EUR/t",
+}
+
+# what a "price" may count per kWh, as in FlexMeasures (any per-energy quantity): money, or
+# mass for steering on CO2 intensity; the canonical unit of each is "<numerator>/kWh"
+_NUMERATORS = {"[currency]": "EUR", "[mass]": "kg"}
 
 
 @lru_cache(maxsize=1)
@@ -68,7 +95,8 @@ def factor(unit: str, kind: Kind) -> float:
     ureg = registry()
     text = unit.strip().replace("%", " percent") or "dimensionless"
     try:
-        return float(ureg.Quantity(1.0, text).to(CANONICAL[kind]).magnitude)
+        one = ureg.Quantity(1.0, text)
+        return float(one.to(_canonical(one, kind)).magnitude)
     except pint.UndefinedUnitError:
         raise ValueError(f"unknown unit {unit!r}") from None
     except pint.DimensionalityError:
@@ -94,7 +122,7 @@ def _parse_text(text: str, kind: Kind) -> float:
     if kind != "fraction" and quantity.dimensionless and not str(quantity.units):
         raise ValueError(f"{text!r} has no unit; write e.g. {_example(kind)}")
     try:
-        return float(quantity.to(CANONICAL[kind]).magnitude)
+        return float(quantity.to(_canonical(quantity, kind)).magnitude)
     except pint.DimensionalityError:
         raise ValueError(f"{text!r} is not {_a(kind)} (e.g. {_example(kind)})") from None
 
@@ -112,6 +140,36 @@ def parse_quantity(value: object, kind: Kind) -> float:
     raise ValueError(f"expected a {kind} as text such as {_example(kind)}")
 
 
+def _canonical(quantity: Any, kind: Kind) -> str:
+    """The unit to convert ``quantity`` to: a price's is ``<numerator>/kWh`` (EUR or kg)."""
+    if kind != "price":
+        return CANONICAL[kind]
+    return f"{_numerator_of(quantity) or 'EUR'}/kWh"
+
+
+def _numerator_of(quantity: Any) -> str | None:
+    """``"EUR"`` or ``"kg"`` for a per-energy quantity of money or mass; None otherwise."""
+    per_kwh = quantity * registry().Quantity(1.0, "kWh")
+    for dimension, unit in _NUMERATORS.items():
+        if per_kwh.dimensionality == registry().get_dimensionality(dimension):
+            return unit
+    return None
+
+
+@lru_cache(maxsize=4096)
+def price_numerator(text: str) -> str:
+    """What a price unit or quantity (``"kg/MWh"``, ``"50 EUR/MWh"``) counts per energy:
+    ``"EUR"`` or ``"kg"``. Raises ``ValueError`` for anything that is not a price."""
+    try:
+        quantity: Any = registry().Quantity(text.strip())
+        numerator = _numerator_of(quantity)
+    except _UNREADABLE:
+        raise ValueError(f"cannot read {text!r} as a price") from None
+    if numerator is None:
+        raise ValueError(f"{text!r} is not a price (e.g. {_example('price')})")
+    return numerator
+
+
 def _a(kind: Kind) -> str:
     return f"an {kind}" if kind == "energy" else f"a {kind}"
 
@@ -122,4 +180,7 @@ def _example(kind: Kind) -> str:
         "energy": "'10 kWh'",
         "price": "'50 EUR/MWh'",
         "fraction": "'95%' or 0.95",
+        "demand": "'5 EUR/kW'",
+        "intensity": "'300 kg/MWh'",
+        "co2-price": "'80 EUR/t'",
     }[kind]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vpp.assets import generation, heat, inflexible, shiftable, storage
+from vpp.assets import generation, heat, inflexible, modes, shiftable, storage
 from vpp.assets.registry import (
     MAX_NAME_LENGTH,
     SOC,
@@ -51,6 +51,7 @@ BUILTIN: tuple[AssetKind[Any, Any], ...] = (
     shiftable.KIND,
     generation.KIND,
     inflexible.KIND,
+    modes.KIND,
 )
 
 for _kind in BUILTIN:

@@ -328,8 +328,12 @@ def bounds_from_instants(
     for field, inst in (("soc-minima", minima), ("soc-maxima", maxima), ("soc-targets", targets)):
         if inst is None:
             continue
+        # two entries at one instant: the tightest holds (targets: the later, as before)
+        combine: Literal["max", "min"] | None = (
+            "max" if field == "soc-minima" else "min" if field == "soc-maxima" else None
+        )
         try:
-            values = inst.resolve(horizon, f"{path}.{field}")
+            values = inst.resolve(horizon, f"{path}.{field}", combine)
         except RequestValidationError as err:
             issues.extend(err.issues)
             continue
