@@ -235,6 +235,29 @@ def grouped_site_request() -> dict[str, Any]:
     return out
 
 
+def soft_site_request() -> dict[str, Any]:
+    """Case 3 behind a 2 kW connection it must exceed at times, with breach prices
+    (docs/flex-model.md, "Soft constraints"): the site capacity soft at 0.5 EUR/kW, every
+    SoC minimum soft at 2 EUR/kWh."""
+    out = site_request()
+    out["flex-context"] |= {
+        "site-consumption-capacity": "2 kW",
+        "site-consumption-breach-price": "0.5 EUR/kW",
+        "soc-minima-breach-price": "2 EUR/kWh",
+    }
+    return out
+
+
+EXTRA_CASES = (
+    "Cases **4** and **5** are case 3 with issue 13's flex-model breadth: **4** behind a 2 kW "
+    "connection it must exceed at times, with breach prices (site capacity 0.5 EUR/kW, "
+    "SoC minima 2 EUR/kWh: soft constraints, breach columns and their peak); **5** with "
+    "shared limits (`groups`): battery and PV behind a 6 kW hybrid inverter nested in a 7/5 "
+    "kW house feeder with the heat pump and the house, the EV and the process on an 11 kW "
+    "garage circuit (all three bind; its optimum equals tests/reference.py's)."
+)
+
+
 def changed_prices(n: int) -> np.ndarray:
     """The warm re-solve's extra price on the site's power, EUR/kW per step (an ADMM-like
     signal: +-12 EUR/MWh over the day, small enough that every price stays positive)."""
@@ -813,6 +836,8 @@ def main(argv: list[str] | None = None) -> int:
         ("1 battery x 96", req1, (floor_route, floor_arrays_route)),
         ("2 battery x 672", req2, (floor_route, floor_arrays_route)),
         ("3 six-device site x 96", req3, ()),
+        ("4 soft-constraint site x 96", soft_site_request(), ()),
+        ("5 grouped site x 96", grouped_site_request(), ()),
     ):
         row, ref, body = vpp_route(case, raw)
         routes = [route(case, raw, ref) for route in others]
@@ -829,7 +854,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.insert(3, pyomo_row)
     extra["rss_peak_mib"] = rss_mib()
 
-    text = report(rows, extra, args.repeat, command, machine())
+    text = report(rows, extra, args.repeat, command, machine()) + "\n" + _wrap(EXTRA_CASES) + "\n"
     print(text)
     if args.write:
         write_section(args.write, SECTION, text)

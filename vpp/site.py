@@ -358,8 +358,12 @@ class SiteProblem:
         # (the market case of tests/test_admm_trust.py took 320 iterations instead of 230);
         # only the exclusivity rows' big-M, where the MILP relaxation needs it, is tight
         bound = self._power_bound()
-        self.imports = lm.add_vars("import", n, 0.0, bound)
-        self.exports = lm.add_vars("export", n, 0.0, bound)
+        # where buying and selling cost the same, the settled power is one signed column
+        # (import, export held at 0): the same cost, and no import/export pair that can rise
+        # together at no cost (a tie the tie-break would have to explore)
+        flat = np.abs(inp.consumption_price - inp.production_price) <= 1e-12
+        self.imports = lm.add_vars("import", n, np.where(flat, -bound, 0.0), bound)
+        self.exports = lm.add_vars("export", n, 0.0, np.where(flat, 0.0, bound))
         settle: list[Term] = [(1.0, self.imports), (-1.0, self.exports), (-1.0, self.power)]
         for dv, _ in own:
             settle += dv.power_terms(1.0)

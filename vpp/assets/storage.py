@@ -398,48 +398,39 @@ def precheck(
     net_lo = np.maximum(site_lower, -np.inf if p.net_lower is None else p.net_lower)
     net_hi = np.minimum(site_upper, np.inf if p.net_upper is None else p.net_upper)
     site_binds = bool((site_lower > -p.discharge_max).any() or (site_upper < p.charge_max).any())
-    for t in range(horizon.steps):
-        a = max(-p.discharge_max[t], net_lo[t])
-        b = min(p.charge_max[t], net_hi[t])
-        if a > b + TOLERANCE:
-            raise InfeasibleError(
-                f"power-fixed/site capacity of {p.name} at {horizon.at(t).isoformat()} allow "
-                f"[{net_lo[t]:g}, {net_hi[t]:g}] kW but the device can only do "
-                f"[{-p.discharge_max[t]:g}, {p.charge_max[t]:g}] kW",
-                constraint="power-fixed",
-                time=horizon.at(t),
-                device=p.name,
-            )
-        gain_hi = p.eta_c[t] * b if b >= 0 else b / p.eta_d[t]
-        gain_lo = p.eta_c[t] * a if a >= 0 else a / p.eta_d[t]
-        up = p.keep[t] * hi + dt * (gain_hi - p.usage[t])
-        down = p.keep[t] * lo + dt * (gain_lo - p.usage[t])
+    a = np.maximum(-p.discharge_max, net_lo)  # the least and most power per step
+    b = np.minimum(p.charge_max, net_hi)
+    clash = np.flatnonzero(a > b + TOLERANCE)
+    if clash.size:
+        t = int(clash[0])
+        raise InfeasibleError(
+            f"power-fixed/site capacity of {p.name} at {horizon.at(t).isoformat()} allow "
+            f"[{net_lo[t]:g}, {net_hi[t]:g}] kW but the device can only do "
+            f"[{-p.discharge_max[t]:g}, {p.charge_max[t]:g}] kW",
+            constraint="power-fixed",
+            time=horizon.at(t),
+            device=p.name,
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain_hi = np.where(b >= 0, p.eta_c * b, b / p.eta_d) - p.usage
+        gain_lo = np.where(a >= 0, p.eta_c * a, a / p.eta_d) - p.usage
+    # the recurrence is sequential: plain floats, not numpy scalars (5x faster per step)
+    keep, lower, upper = p.keep.tolist(), p.lower.tolist(), p.upper.tolist()
+    for t, (g_hi, g_lo) in enumerate(zip(gain_hi.tolist(), gain_lo.tolist(), strict=True)):
+        up = keep[t] * hi + dt * g_hi
+        down = keep[t] * lo + dt * g_lo
         s = t + 1
-        if up < p.lower[s] - TOLERANCE:
+        if up < lower[s] - TOLERANCE:
             _unreachable(
-                p,
-                horizon,
-                s,
-                up,
-                "at most",
-                p.lower_source[s],
-                p.lower[s],
-                p.charge_field,
+                p, horizon, s, up, "at most", p.lower_source[s], lower[s], p.charge_field,
                 site_binds,
-            )
-        if down > p.upper[s] + TOLERANCE:
+            )  # fmt: skip
+        if down > upper[s] + TOLERANCE:
             _unreachable(
-                p,
-                horizon,
-                s,
-                down,
-                "at least",
-                p.upper_source[s],
-                p.upper[s],
-                p.discharge_field,
+                p, horizon, s, down, "at least", p.upper_source[s], upper[s], p.discharge_field,
                 site_binds,
-            )
-        hi, lo = min(up, p.upper[s]), max(down, p.lower[s])
+            )  # fmt: skip
+        hi, lo = min(up, upper[s]), max(down, lower[s])
 
 
 def _unreachable(
