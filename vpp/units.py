@@ -27,6 +27,7 @@ import pint
 __all__ = [
     "CANONICAL",
     "DISPLAY",
+    "UNREADABLE",
     "Kind",
     "factor",
     "parse_quantity",
@@ -84,6 +85,8 @@ _UNREADABLE: tuple[type[Exception], ...] = (
     tokenize.TokenError,
     ZeroDivisionError,
 )
+UNREADABLE = _UNREADABLE
+"""What pint raises on text that is no quantity (for other parsers of unit strings)."""
 
 
 @lru_cache(maxsize=4096)

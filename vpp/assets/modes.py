@@ -41,13 +41,11 @@ of the resolution round up to whole steps (a 25-min minimum on a 15-min grid hol
 from __future__ import annotations
 
 import math
-import tokenize
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-import pint
 from pydantic import AwareDatetime, BeforeValidator, Field, WithJsonSchema
 
 from vpp.assets.registry import AssetKind, ResultField
@@ -55,7 +53,7 @@ from vpp.device import Common, DeviceSpec, DeviceVars, Power, Spec
 from vpp.errors import FieldIssue, RequestValidationError
 from vpp.linear import LinearModel, Term
 from vpp.timeseries import Horizon
-from vpp.units import registry
+from vpp.units import UNREADABLE, registry
 
 __all__ = [
     "KIND",
@@ -80,16 +78,7 @@ __all__ = [
 
 
 # what pint raises on unreadable text (see vpp.units): bad input, not a bug of ours
-_UNREADABLE: tuple[type[Exception], ...] = (
-    pint.PintError,
-    AttributeError,
-    SyntaxError,
-    TypeError,
-    ValueError,
-    AssertionError,
-    tokenize.TokenError,
-    ZeroDivisionError,
-)
+_UNREADABLE = UNREADABLE  # vpp.units' list: what pint raises on unreadable text
 
 
 def _money(unit: str) -> BeforeValidator:
