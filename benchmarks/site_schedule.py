@@ -705,7 +705,9 @@ TIE_BREAK_NOTE = (
     "default since issue 13): a second solve on the optimal face (what every optimum keeps "
     "at its bound fixed, the secondary objective re-solved warm), so the cost cannot move; it "
     "is skipped when the optimum is unique. The floor solves once. With "
-    '`"prefer-charging-sooner": false` vpp solves once as the floor does.'
+    '`"prefer-charging-sooner": false` vpp solves once as the floor does. vpp also turns '
+    "HiGHS' presolve off for LPs up to 20,000 columns (measured: presolve cost 0.2 ms of case "
+    "1 and saved nothing on case 2); the floor keeps HiGHS' defaults."
 )
 
 
