@@ -235,6 +235,14 @@ def _price_numerator(raw: Any) -> str:
     return price_numerator(str(raw))
 
 
+def _finite(value: float) -> bool:
+    """Whether a JSON number is a finite float (an integer too large for one is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _parse_any_series(raw: Any, kind: Kind) -> Series:
     if isinstance(raw, str | int | float) and not isinstance(raw, bool):
         return Series(kind, constant=parse_quantity(raw, kind))
@@ -250,11 +258,16 @@ def _parse_any_series(raw: Any, kind: Kind) -> Series:
             isinstance(v, int | float) and not isinstance(v, bool) for v in values
         ):
             raise ValueError("'values' must be a list of numbers")
-        if not all(math.isfinite(v) for v in values):
+        if not all(_finite(v) for v in values):
             raise ValueError("'values' must be finite numbers")
         f = factor(unit, kind)
-        return Series(kind, values=tuple(float(v) * f for v in values))
+        scaled = tuple(float(v) * f for v in values)
+        if not all(math.isfinite(v) for v in scaled):  # finite, until the unit's factor
+            raise ValueError("'values' must be finite numbers in canonical units")
+        return Series(kind, values=scaled)
     if isinstance(raw, list):
+        if not raw:  # nothing at any step: leave the field out instead
+            raise ValueError("an empty list of segments; give at least one, or leave it out")
         return Series(kind, segments=tuple(_parse_segment(s, kind, instant=False) for s in raw))
     raise ValueError("expected a quantity, {'values': [...], 'unit': ...} or a list of segments")
 

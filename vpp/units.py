@@ -18,6 +18,7 @@ fraction  1 (dimensionless)   "95%", "0.95", 0.95
 
 from __future__ import annotations
 
+import math
 import tokenize
 from functools import lru_cache
 from typing import Any, Literal
@@ -84,6 +85,7 @@ _UNREADABLE: tuple[type[Exception], ...] = (
     # an unbalanced bracket ("{", "kW(") ends pint's tokenizer early
     tokenize.TokenError,
     ZeroDivisionError,
+    OverflowError,  # an integer too large for a float ("1e400" is inf; 10**400 raises)
 )
 UNREADABLE = _UNREADABLE
 """What pint raises on text that is no quantity (for other parsers of unit strings)."""
@@ -122,12 +124,23 @@ def _parse_text(text: str, kind: Kind) -> float:
         raise ValueError(f"cannot read {text!r} as a {kind} (e.g. {_example(kind)})") from None
     if not isinstance(quantity, pint.Quantity) or not isinstance(quantity.magnitude, int | float):
         raise ValueError(f"cannot read {text!r} as a {kind} (e.g. {_example(kind)})")
+    try:
+        finite = math.isfinite(quantity.magnitude)
+    except OverflowError:  # an integer too large for a float
+        finite = False
+    if not finite:  # "NaN kW", "1e309 kW": no solver takes them as bounds
+        raise ValueError(f"{text!r} is not a finite {kind}")
     if kind != "fraction" and quantity.dimensionless and not str(quantity.units):
         raise ValueError(f"{text!r} has no unit; write e.g. {_example(kind)}")
     try:
-        return float(quantity.to(_canonical(quantity, kind)).magnitude)
+        value = float(quantity.to(_canonical(quantity, kind)).magnitude)
     except pint.DimensionalityError:
         raise ValueError(f"{text!r} is not {_a(kind)} (e.g. {_example(kind)})") from None
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):  # "NaN kW", "1e309 kW": no solver takes them as bounds
+        raise ValueError(f"{text!r} is not a finite {kind}")
+    return value
 
 
 def parse_quantity(value: object, kind: Kind) -> float:
@@ -135,9 +148,15 @@ def parse_quantity(value: object, kind: Kind) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a {kind}, got a boolean")
     if isinstance(value, int | float):
-        if kind == "fraction":
-            return float(value)
-        raise ValueError(f"{value!r} has no unit; write e.g. {_example(kind)}")
+        if kind != "fraction":
+            raise ValueError(f"{value!r} has no unit; write e.g. {_example(kind)}")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ValueError(f"{value!r} is not a finite number")
+        return number
     if isinstance(value, str):
         return _parse_text(value, kind)
     raise ValueError(f"expected a {kind} as text such as {_example(kind)}")
