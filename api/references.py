@@ -17,7 +17,6 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 from pydantic import TypeAdapter
-from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.orm import Session
 
 from api.fields import is_id
@@ -26,7 +25,7 @@ from store import repository as repo
 from store.annotations import site_outages
 from vpp.errors import NotFoundError, RequestValidationError
 from vpp.outages import apply_outages
-from vpp.request import TimeWindow
+from vpp.request import parse_window
 
 __all__ = [
     "AccountScope",
@@ -100,8 +99,8 @@ def without_outages(session: Session, site: Site, body: dict[str, Any]) -> list[
     unavailability (a whole-site outage takes every device; docs/annotations.md)."""
     devices: list[dict[str, Any]] = body["flex-model"]
     try:
-        window = TimeWindow.model_validate({k: body[k] for k in _WINDOW if k in body})
-    except PydanticValidationError:
+        window = parse_window(body)
+    except RequestValidationError:
         return devices  # the request's validation names the field
     start, end = window.start, window.start + window.duration
     outages = site_outages(session, site, start, end)
@@ -114,9 +113,6 @@ def without_outages(session: Session, site: Site, body: dict[str, Any]) -> list[
         )
         for d in devices
     ]
-
-
-_WINDOW = ("start", "duration", "resolution")
 
 
 def _merge_devices(stored: list[dict[str, Any]], overrides: Any) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from vpp.request import FlexContext, ScheduleRequest, parse_request
-from vpp.site import SiteInputs, SiteProblem, resolve_site
+from vpp.site import SiteProblem, energy_cost, resolve_site
 
 __all__ = ["site_kpis"]
 
@@ -51,11 +51,11 @@ def site_kpis(request: ScheduleRequest | dict[str, Any], result: dict[str, Any])
     dt = inputs.horizon.dt
     kinds = {d["name"]: d["type"] for d in result["devices"]}
     powers = {d["name"]: np.asarray(d["power"]["values"], float) for d in result["devices"]}
-    energy = _energy_cost(inputs, powers, np.asarray(result["site"]["power"]["values"], float))
+    energy = energy_cost(inputs, powers, np.asarray(result["site"]["power"]["values"], float))
     baseline_request = _price_blind(parsed, inputs.consumption_price)
     baseline = SiteProblem(baseline_request).solve().to_json()
     base_powers = {d["name"]: np.asarray(d["power"]["values"], float) for d in baseline["devices"]}
-    baseline_cost = _energy_cost(
+    baseline_cost = energy_cost(
         inputs, base_powers, np.asarray(baseline["site"]["power"]["values"], float)
     )
     site = np.asarray(result["site"]["power"]["values"], float)
@@ -93,26 +93,6 @@ def _share(part: float, whole: float) -> float | None:
     if whole <= 1e-12:
         return None
     return round(min(1.0, max(0.0, part / whole)), 9)
-
-
-def _energy_cost(inputs: SiteInputs, powers: dict[str, np.ndarray], site: np.ndarray) -> float:
-    """Settle ``site`` (less own-priced devices) at the site's prices and those devices at
-    their own."""
-    dt = inputs.horizon.dt
-    settled = site.copy()
-    cost = 0.0
-    for spec, common, _ in inputs.devices:
-        if not common.own_prices:
-            continue
-        p = powers[spec.label]
-        settled -= p
-        own_cp = common.consumption_price
-        own_pp = common.production_price if common.production_price is not None else own_cp
-        assert own_cp is not None  # own_prices: at least one is given, each defaults to the other
-        cost += dt * float(own_cp @ np.maximum(p, 0.0) - own_pp @ np.maximum(-p, 0.0))
-    cp, pp = inputs.consumption_price, inputs.production_price
-    site_cost = dt * float(cp @ np.maximum(settled, 0.0) - pp @ np.maximum(-settled, 0.0))
-    return cost + site_cost
 
 
 def _price_blind(parsed: ScheduleRequest, price: np.ndarray) -> ScheduleRequest:

@@ -48,7 +48,14 @@ from vpp.device import PowerSeries, PriceSeries, Spec
 from vpp.errors import FieldIssue, InfeasibleError, RequestValidationError, SolverError
 from vpp.exclusive import Exclusivity
 from vpp.linear import INF, LinearModel, Term
-from vpp.request import FlexContext, FlexModel, ScheduleRequest, TimeWindow, validate
+from vpp.request import (
+    FlexContext,
+    FlexModel,
+    ScheduleRequest,
+    TimeWindow,
+    parse_window,
+    validate,
+)
 from vpp.s2_request import S2Source, expand_s2_devices, has_s2_devices
 from vpp.settings import get_settings
 from vpp.site import SiteProblem, SiteSchedule
@@ -161,16 +168,13 @@ class PortfolioRequest(TimeWindow):
         return request
 
 
-_WINDOW = ("start", "duration", "resolution")
-
-
 def parse_portfolio(raw: Any) -> PortfolioRequest:
     """Validate a portfolio request; its sites' S2 devices become the devices they map onto,
     as in :func:`vpp.request.parse_request`."""
     sites = raw.get("sites") if isinstance(raw, dict) else None
     if not isinstance(sites, list) or not any(has_s2_devices(s) for s in sites):
         return validate(PortfolioRequest, raw)
-    window = validate(TimeWindow, {k: raw[k] for k in _WINDOW if k in raw})
+    window = parse_window(raw)
     expanded: list[Any] = []
     sources: dict[str, dict[str, S2Source]] = {}
     issues: list[FieldIssue] = []

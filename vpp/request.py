@@ -45,6 +45,7 @@ __all__ = [
     "format_path",
     "issues_from_pydantic",
     "parse_request",
+    "parse_window",
     "validate",
 ]
 
@@ -199,7 +200,7 @@ def parse_request(raw: Any) -> ScheduleRequest:
     (``"type": "s2"``) become the devices they map onto (:mod:`vpp.s2_request`)."""
     if not has_s2_devices(raw):
         return validate(ScheduleRequest, raw)
-    window = validate(TimeWindow, {k: raw[k] for k in _WINDOW if k in raw})
+    window = parse_window(raw)
     steps = window.horizon.steps
     expanded, sources = expand_s2_devices(raw, window.start, window.resolution, steps)
     request = validate(ScheduleRequest, expanded)
@@ -207,7 +208,12 @@ def parse_request(raw: Any) -> ScheduleRequest:
     return request
 
 
-_WINDOW = ("start", "duration", "resolution")
+def parse_window(raw: dict[str, Any]) -> TimeWindow:
+    """A request's ``start``, ``duration`` and ``resolution`` alone, validated (what S2
+    devices and outages need before the rest of the request is)."""
+    return validate(
+        TimeWindow, {k: raw[k] for k in ("start", "duration", "resolution") if k in raw}
+    )
 
 
 def validate(model: type[SpecT], raw: Any) -> SpecT:

@@ -67,6 +67,7 @@ __all__ = [
     "SiteInputs",
     "SiteProblem",
     "SiteSchedule",
+    "energy_cost",
     "resolve_site",
     "schedule",
     "validate_site_request",
@@ -99,7 +100,7 @@ def resolve_site(request: ScheduleRequest) -> SiteInputs:
     horizon = request.horizon
     issues: list[FieldIssue] = []
     ctx = request.flex_context
-    cp, pp, cons_cap, prod_cap, inflexible = _resolve_context(ctx, horizon, issues)
+    cp, pp, cons_cap, prod_cap, inflexible, power_cap = _resolve_context(ctx, horizon, issues)
     devices = []
     for i, spec in enumerate(request.flex_model):
         path = f"flex-model[{i}]"
@@ -120,7 +121,6 @@ def resolve_site(request: ScheduleRequest) -> SiteInputs:
     if issues:
         raise RequestValidationError(issues)
     if site_soft:  # the soft site capacities leave site-power-capacity as the hard one
-        power_cap = _hard_site_capacity(ctx, horizon)
         cons_cap = power_cap if "consumption" in site_soft else cons_cap
         prod_cap = power_cap if "production" in site_soft else prod_cap
     sources = (
@@ -142,15 +142,6 @@ def resolve_site(request: ScheduleRequest) -> SiteInputs:
         unit,
         softening,
     )
-
-
-def _hard_site_capacity(ctx: FlexContext, horizon: Horizon) -> np.ndarray:
-    """``site-power-capacity`` per step (inf where not given): what stays hard."""
-    if ctx.site_power_capacity is None:
-        return np.full(horizon.steps, INF)
-    cap = ctx.site_power_capacity.resolve(horizon, "flex-context.site-power-capacity", INF)
-    hard: np.ndarray = np.nan_to_num(cap, nan=INF, posinf=INF)
-    return hard
 
 
 def _resolve_context(
@@ -208,6 +199,7 @@ def _resolve_context(
         np.nan_to_num(cons_cap, nan=INF, posinf=INF),
         np.nan_to_num(prod_cap, nan=INF, posinf=INF),
         inflexible,
+        np.nan_to_num(power_cap, nan=INF, posinf=INF),  # what stays hard under breach prices
     )
 
 
@@ -700,14 +692,11 @@ class SiteProblem:
         return self._schedule(self.last_x, float("nan"))
 
     def _schedule(self, x: np.ndarray, objective: float) -> SiteSchedule:
-        dt = self.horizon.dt
         inp = self.inputs
         powers: dict[str, np.ndarray] = {}
         results: dict[str, dict[str, DeviceSeries]] = {}
         kinds: dict[str, str] = {}
-        settled = x[self.power].copy()
-        cost = 0.0
-        for dv, common in self.devices:
+        for dv, _common in self.devices:
             p = dv.power(x)
             powers[dv.name], kinds[dv.name] = p, dv.kind
             results[dv.name] = {}
@@ -715,10 +704,7 @@ class SiteProblem:
                 values = result_field.read(dv, x)
                 if values is not None:
                     results[dv.name][result_field.key] = DeviceSeries(values, result_field.unit)
-            if common.own_prices:
-                settled -= p
-                cost += _energy_cost(p, common.consumption_price, common.production_price, dt)
-        cost += _energy_cost(settled, inp.consumption_price, inp.production_price, dt)
+        cost = energy_cost(inp, powers, x[self.power])
         parts: dict[str, float] = {}
         device_costs = [
             float(coefs @ x[cols])
@@ -828,6 +814,20 @@ def _of(family: str, device: str | None) -> str:
     if not device:
         return ""
     return f" of group {device}" if family.startswith("group-") else f" of {device}"
+
+
+def energy_cost(inputs: SiteInputs, powers: dict[str, np.ndarray], site_power: np.ndarray) -> float:
+    """The energy cost of a schedule (EUR, or kg when steering on CO2): devices with their own
+    prices settled at those, the rest of the site's power at the site's prices."""
+    dt = inputs.horizon.dt
+    settled = site_power.copy()
+    cost = 0.0
+    for spec, common, _ in inputs.devices:
+        if common.own_prices:
+            p = powers[spec.label]
+            settled -= p
+            cost += _energy_cost(p, common.consumption_price, common.production_price, dt)
+    return cost + _energy_cost(settled, inputs.consumption_price, inputs.production_price, dt)
 
 
 def _energy_cost(

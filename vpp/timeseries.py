@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import AwareDatetime, BeforeValidator, TypeAdapter, WithJsonSchema
 
 from vpp.errors import RequestValidationError
-from vpp.units import Kind, factor, parse_quantity, price_numerator
+from vpp.units import Kind, factor, is_finite, parse_quantity, price_numerator
 
 __all__ = [
     "Energy",
@@ -235,14 +235,6 @@ def _price_numerator(raw: Any) -> str:
     return price_numerator(str(raw))
 
 
-def _finite(value: float) -> bool:
-    """Whether a JSON number is a finite float (an integer too large for one is not)."""
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
 def _parse_any_series(raw: Any, kind: Kind) -> Series:
     if isinstance(raw, str | int | float) and not isinstance(raw, bool):
         return Series(kind, constant=parse_quantity(raw, kind))
@@ -258,7 +250,7 @@ def _parse_any_series(raw: Any, kind: Kind) -> Series:
             isinstance(v, int | float) and not isinstance(v, bool) for v in values
         ):
             raise ValueError("'values' must be a list of numbers")
-        if not all(_finite(v) for v in values):
+        if not all(is_finite(v) for v in values):
             raise ValueError("'values' must be finite numbers")
         f = factor(unit, kind)
         scaled = tuple(float(v) * f for v in values)

@@ -31,6 +31,7 @@ __all__ = [
     "UNREADABLE",
     "Kind",
     "factor",
+    "is_finite",
     "parse_quantity",
     "price_numerator",
     "registry",
@@ -124,11 +125,7 @@ def _parse_text(text: str, kind: Kind) -> float:
         raise ValueError(f"cannot read {text!r} as a {kind} (e.g. {_example(kind)})") from None
     if not isinstance(quantity, pint.Quantity) or not isinstance(quantity.magnitude, int | float):
         raise ValueError(f"cannot read {text!r} as a {kind} (e.g. {_example(kind)})")
-    try:
-        finite = math.isfinite(quantity.magnitude)
-    except OverflowError:  # an integer too large for a float
-        finite = False
-    if not finite:  # "NaN kW", "1e309 kW": no solver takes them as bounds
+    if not is_finite(quantity.magnitude):  # "NaN kW", "1e309 kW": no solver takes them
         raise ValueError(f"{text!r} is not a finite {kind}")
     if kind != "fraction" and quantity.dimensionless and not str(quantity.units):
         raise ValueError(f"{text!r} has no unit; write e.g. {_example(kind)}")
@@ -136,11 +133,18 @@ def _parse_text(text: str, kind: Kind) -> float:
         value = float(quantity.to(_canonical(quantity, kind)).magnitude)
     except pint.DimensionalityError:
         raise ValueError(f"{text!r} is not {_a(kind)} (e.g. {_example(kind)})") from None
-    except OverflowError:
-        value = math.inf
-    if not math.isfinite(value):  # "NaN kW", "1e309 kW": no solver takes them as bounds
+    if not math.isfinite(value):  # finite until converted ("1e308 MW")
         raise ValueError(f"{text!r} is not a finite {kind}")
     return value
+
+
+def is_finite(number: float) -> bool:
+    """Whether ``number`` is a finite float; an integer too large for a float is not (where
+    ``math.isfinite`` raises ``OverflowError``)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 def parse_quantity(value: object, kind: Kind) -> float:
@@ -150,13 +154,9 @@ def parse_quantity(value: object, kind: Kind) -> float:
     if isinstance(value, int | float):
         if kind != "fraction":
             raise ValueError(f"{value!r} has no unit; write e.g. {_example(kind)}")
-        try:
-            number = float(value)
-        except OverflowError:
-            number = math.inf
-        if not math.isfinite(number):
+        if not is_finite(value):
             raise ValueError(f"{value!r} is not a finite number")
-        return number
+        return float(value)
     if isinstance(value, str):
         return _parse_text(value, kind)
     raise ValueError(f"expected a {kind} as text such as {_example(kind)}")
