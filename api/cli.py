@@ -85,6 +85,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the result here instead of printing it")
     p.set_defaults(func=_headroom)
 
+    p = sub.add_parser(
+        "simulate",
+        help="closed-loop re-planning of a home over a historical period (docs/mpc.md)",
+    )
+    p.add_argument(
+        "--start", default="2026-04-01", help="first day, YYYY-MM-DD (default %(default)s)"
+    )
+    p.add_argument("--days", type=int, default=7, help="days simulated (default %(default)s)")
+    p.add_argument("--history-days", type=int, default=7, help="days forecasts learn from")
+    p.add_argument("--horizon-hours", type=int, default=24, help="each plan's horizon")
+    p.add_argument(
+        "--forecast", default="seasonal-naive", choices=["perfect", "seasonal-naive", "model"]
+    )
+    p.add_argument("--commit", type=int, default=1, help="steps ordered ahead (1: none held)")
+    p.add_argument("-o", "--output", help="write the result here instead of printing it")
+    p.set_defaults(func=_simulate)
+
     p = sub.add_parser("portfolio", help="schedule a portfolio (JSON) toward its target")
     p.add_argument("request", help="portfolio JSON file, or - for standard input")
     p.add_argument("-o", "--output", help="write the result here instead of printing it")
@@ -208,6 +225,27 @@ def _headroom(args: argparse.Namespace) -> int:
     from vpp.headroom import headroom
 
     _write_json(headroom(_read_json(args.request)), args.output)
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from vpp.mpc import simulate_home
+
+    try:
+        first_day = date.fromisoformat(args.start)
+    except ValueError:
+        raise RequestValidationError.single("start", "a date, YYYY-MM-DD") from None
+    result = simulate_home(
+        first_day,
+        args.days,
+        history_days=args.history_days,
+        horizon_hours=args.horizon_hours,
+        forecaster=args.forecast,
+        commit=args.commit,
+    )
+    _write_json(result.to_json(), args.output)
     return 0
 
 

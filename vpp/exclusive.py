@@ -36,6 +36,7 @@ class Exclusivity:
     family: str
     pairs: list[tuple[np.ndarray, np.ndarray, str | None]] = field(default_factory=list)
     done: set[tuple[int, int]] = field(default_factory=set)
+    binaries: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (y, a) columns
 
     def add_binaries(
         self,
@@ -67,6 +68,21 @@ class Exclusivity:
             self.family, [(1.0, b[steps]), (m_b, y)], -INF, m_b, device=device, offset=int(steps[0])
         )
         self.done.update((int(a[0]), int(s)) for s in steps)
+        self.binaries.append((y, a[steps]))
+
+    def steps_of(self, device: str | None) -> list[np.ndarray]:
+        """Per pair of ``device`` (in order), the steps that have a binary."""
+        return [
+            np.array(sorted(s for c, s in self.done if c == int(a[0])), int)
+            for a, _b, name in self.pairs
+            if name == device
+        ]
+
+    def implied(self, x: np.ndarray) -> None:
+        """Set each binary in ``x`` to what the continuous columns in ``x`` imply: 1 where
+        the first column of its pair is positive, else 0 (a start for the solver)."""
+        for y, a in self.binaries:
+            x[y] = (x[a] > TOLERANCE).astype(float)
 
     def enforce(self, model: LinearModel, x: np.ndarray) -> bool:
         """Add binaries where a pair is both positive in ``x``; True if any were added."""

@@ -175,6 +175,38 @@ class LinearModel:
     def block_of_col(self, col: int) -> Block:
         return _find(self.var_blocks, col)
 
+    def shifted_start(self, previous: LinearModel, x: np.ndarray, steps: int) -> np.ndarray:
+        """A start for this model from ``previous``'s solution ``x``, ``steps`` later: each
+        column takes the value of the column of the same block (name and device, in order of
+        addition) at its time plus ``steps``; past the end of that block, the block's last
+        value; a block ``previous`` lacks, 0. Clipped to this model's bounds and integers
+        rounded. Rolling-horizon re-planning (:mod:`vpp.mpc`) hands it to HiGHS as a start:
+        a hint, checked by the solver, never a constraint."""
+        start = np.zeros(self.n_cols)
+        seen: dict[tuple[str, str | None], int] = {}
+        old: dict[tuple[str, str | None, int], Block] = {}
+        for block in previous.var_blocks:
+            key = (block.name, block.device)
+            old[(*key, seen.get(key, 0))] = block
+            seen[key] = seen.get(key, 0) + 1
+        seen.clear()
+        for block in self.var_blocks:
+            key = (block.name, block.device)
+            match = old.get((*key, seen.get(key, 0)))
+            seen[key] = seen.get(key, 0) + 1
+            if match is None or match.size == 0:
+                continue
+            if block.size == 1 and match.size == 1:  # not a time series: carried over
+                start[block.start] = x[match.start]
+                continue
+            at = np.arange(block.size) + block.offset + steps - match.offset
+            start[block.indices] = x[match.start + np.clip(at, 0, match.size - 1)]
+        lo, hi = self.bounds()
+        start = np.clip(start, lo, hi)
+        integer = self.integrality()
+        start[integer] = np.round(start[integer])
+        return start
+
     def tighten(
         self, cols: np.ndarray, lower: float | np.ndarray, upper: float | np.ndarray
     ) -> None:

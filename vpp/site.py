@@ -301,6 +301,7 @@ class SiteProblem:
         self.solver = HighsSolver(self.model, time_limit=self.time_limit)
         self.solver.set_cost(self.base_cost)
         self.last_x: np.ndarray | None = None
+        self._warm: tuple[LinearModel, np.ndarray, int] | None = None  # see warm_start
         self._prox: OsqpProx | None = None
         self._prox_fixed: dict[int, float] = {}  # columns the x-update keeps fixed
         self._padded = self.base_cost
@@ -510,6 +511,7 @@ class SiteProblem:
         self.solver.set_quadratic(hessian)
         started = time.monotonic()
         for _ in range(self.horizon.steps + 1):
+            self._pass_warm_start()
             solution = self._solve_in_time(started)
             if solution.status == "infeasible":
                 if not explain:
@@ -533,6 +535,34 @@ class SiteProblem:
         if solution.status == "feasible":
             result.extra["mip-gap"] = solution.mip_gap
         return result
+
+    def warm_start(self, previous: SiteProblem, steps: int) -> None:
+        """Start from ``previous``'s last solution, ``steps`` later (rolling-horizon
+        re-planning, :mod:`vpp.mpc`): the binaries it needed (charge/discharge, and
+        import/export where those are lazy) are added at the same times up front, saving
+        the LP rounds that would find them again, and its shifted solution is HiGHS' start
+        where the model has integer columns. The same devices, by name, are assumed; a
+        device ``previous`` lacks starts from 0."""
+        if previous.last_x is None:
+            return
+        for name in {name for _a, _b, name in self.charge_discharge.pairs}:
+            mine = [(a, b) for a, b, n in self.charge_discharge.pairs if n == name]
+            theirs = previous.charge_discharge.steps_of(name)
+            for (a, b), steps_then in zip(mine, theirs, strict=False):
+                now = steps_then - steps
+                now = now[(now >= 0) & (now < self.horizon.steps)]
+                if now.size:
+                    self.charge_discharge.add_binaries(self.model, a, b, now, name)
+        self._warm = (previous.model, previous.last_x, steps)
+
+    def _pass_warm_start(self) -> None:
+        if self._warm is None or not self.model.integrality().any():
+            return
+        model, x, steps = self._warm
+        start = self.model.shifted_start(model, x, steps)
+        self.charge_discharge.implied(start)
+        self.import_export.implied(start)
+        self.solver.set_start(start)
 
     def _break_ties(self, solution: Solution) -> Solution:
         """Among the optima, the one the storages' ``prefer-charging-sooner`` and

@@ -99,6 +99,13 @@ class HighsSolver:
         self._cost = np.zeros(0)
         self._hessian: np.ndarray | None = None
         self._hessian_passed = False
+        self._start: np.ndarray | None = None
+
+    def set_start(self, x: np.ndarray) -> None:
+        """A start for the next solve only (e.g. the previous plan, shifted): a MIP's first
+        incumbent when HiGHS finds it feasible, else ignored. LPs take none: HiGHS' simplex
+        would need a basis, not a point (measured in docs/mpc.md)."""
+        self._start = np.asarray(x, float)
 
     # -- objective -------------------------------------------------------------------
     def set_cost(self, cost: np.ndarray) -> None:
@@ -121,6 +128,7 @@ class HighsSolver:
             self._pass_model()
         elif self._bounds_version != self.model.bounds_version:
             self._pass_bounds()
+        self._pass_start()
         status = self.highs.run()
         model_status = self.highs.getModelStatus()
         if model_status == highspy.HighsModelStatus.kUnknown:
@@ -308,6 +316,15 @@ class HighsSolver:
         self._version = self.model.version
         self._bounds_version = self.model.bounds_version
         self._pass_hessian()
+
+    def _pass_start(self) -> None:
+        start, self._start = self._start, None
+        if start is None or start.size != self.model.n_cols:
+            return
+        if not self.model.integrality().any():
+            return
+        n = self.model.n_cols
+        self.highs.setSolution(n, np.arange(n, dtype=np.int32), start)
 
     def _pass_bounds(self) -> None:
         lo, hi = self.model.bounds()
