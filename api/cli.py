@@ -28,6 +28,7 @@ import argparse
 import json
 import logging
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--commit", type=int, default=1, help="steps ordered ahead (1: none held)")
     p.add_argument("-o", "--output", help="write the result here instead of printing it")
     p.set_defaults(func=_simulate)
+
+    p = sub.add_parser(
+        "replan", help="re-plan a stored site every ISP from its sensors (docs/mpc.md)"
+    )
+    p.add_argument("--site", type=int, required=True, help="the stored site's id")
+    p.add_argument(
+        "--soc-sensor",
+        action="append",
+        default=[],
+        metavar="DEVICE=SENSOR",
+        help="a storage's measured-SoC sensor id (repeat per storage)",
+    )
+    p.add_argument("--horizon", default="PT24H", help="each plan's horizon (ISO 8601)")
+    p.add_argument("--resolution", default="PT15M", help="the ISP (ISO 8601)")
+    p.add_argument("--commit", type=int, default=1, help="steps ordered ahead (1: none held)")
+    p.add_argument("--once", action="store_true", help="plan the current ISP and stop")
+    p.set_defaults(func=_replan)
 
     p = sub.add_parser("portfolio", help="schedule a portfolio (JSON) toward its target")
     p.add_argument("request", help="portfolio JSON file, or - for standard input")
@@ -246,6 +264,42 @@ def _simulate(args: argparse.Namespace) -> int:
         commit=args.commit,
     )
     _write_json(result.to_json(), args.output)
+    return 0
+
+
+def _replan(args: argparse.Namespace) -> int:
+    import threading
+    from datetime import UTC, datetime
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from api.replanning import Replanner, Replanning
+    from store import make_engine, session_factory, upgrade
+    from vpp.settings import get_settings
+
+    sensors: dict[str, int] = {}
+    for item in args.soc_sensor:
+        name, _, sensor = item.partition("=")
+        if not name or not sensor.isdigit():
+            raise RequestValidationError.single("soc-sensor", f"{item!r} is not DEVICE=SENSOR_ID")
+        sensors[name] = int(sensor)
+    durations = {}
+    for key in ("horizon", "resolution"):
+        try:
+            durations[key] = TypeAdapter(timedelta).validate_python(getattr(args, key))
+        except ValidationError:
+            raise RequestValidationError.single(key, "an ISO 8601 duration") from None
+    plan = Replanning(args.site, sensors, commit=args.commit, **durations)
+    engine = make_engine(get_settings().database_url)
+    upgrade(engine)
+    replanner = Replanner(session_factory(engine), plan)
+    try:
+        if args.once:
+            print(replanner.tick(datetime.now(UTC)))
+        else:
+            replanner.run(threading.Event())
+    finally:
+        engine.dispose()
     return 0
 
 
