@@ -50,6 +50,8 @@ import pandas as pd
 from vpp.errors import RequestValidationError
 
 __all__ = [
+    "MODEL",
+    "NAIVE",
     "Backtest",
     "Forecast",
     "Scores",
@@ -63,8 +65,8 @@ logger = logging.getLogger(__name__)
 
 DAY = timedelta(days=1)
 WEEK = timedelta(weeks=1)
-MODEL = "lightgbm-quantile"
-NAIVE = "seasonal-naive"
+MODEL = "lightgbm-quantile"  # Forecast.model of forecast()
+NAIVE = "seasonal-naive"  # Forecast.model of seasonal_naive()
 FEATURES = (
     "minute_of_day",
     "day_of_week",
