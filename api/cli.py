@@ -13,6 +13,9 @@
     the way back in after the admin's tokens are lost or revoked.
 ``vpp uftp keygen``
     print a new UFTP signing key pair (``VPP_UFTP_SIGNING_KEY`` and the public key).
+``vpp forecast backtest [--csv FILE | --tmy3 FILE --kwp KW] [--horizon H] [--folds N] ...``
+    rolling-origin backtest of the forecast model against seasonal-naive: MAE, RMSE and
+    interval coverage (docs/forecasting.md).
 ``vpp demo [--chart PATH] [--sites N]``
     schedule the bundled example home, store it (SQLite by default, ``VPP_DATABASE_URL``
     otherwise), print a summary against the unscheduled baseline and write a chart; then
@@ -195,6 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     uftp = p.add_subparsers(required=True, metavar="TOOL")
     k = uftp.add_parser("keygen", help="print a new Ed25519 signing key pair (base64)")
     k.set_defaults(func=_uftp_keygen)
+    _add_forecast(sub)
     return parser
 
 
@@ -527,6 +531,101 @@ def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+# -- vpp forecast (docs/forecasting.md) ---------------------------------------------------------
+
+
+def _add_forecast(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("forecast", help="forecasting tools (docs/forecasting.md)")
+    tools = p.add_subparsers(required=True, metavar="TOOL")
+    b = tools.add_parser(
+        "backtest",
+        help="MAE, RMSE and interval coverage of the forecast model against seasonal-naive",
+    )
+    data = b.add_mutually_exclusive_group()
+    data.add_argument(
+        "--tmy3",
+        default="723170TYA.CSV",
+        help="pvlib's TMY3 weather file the PV series is built from (default 723170TYA.CSV, "
+        "Greensboro NC)",
+    )
+    data.add_argument(
+        "--csv", help="your own series instead: CSV of timestamp (with offset),value rows"
+    )
+    b.add_argument("--kwp", type=float, default=5.0, help="PV system size (default 5 kWp)")
+    b.add_argument("--horizon", type=float, default=24.0, help="hours ahead (default 24)")
+    b.add_argument("--folds", type=int, default=48, help="forecast origins (default 48)")
+    b.add_argument("--step", type=float, default=168.0, help="hours between origins (default 168)")
+    b.add_argument("--coverage", type=float, default=0.8, help="interval coverage (0.8)")
+    b.add_argument("--country", help="holidays of this country as a feature, e.g. NL")
+    b.add_argument("--json", action="store_true", help="print the scores as JSON")
+    b.set_defaults(func=_forecast_backtest)
+
+
+def _forecast_backtest(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from vpp.forecast import MODEL, NAIVE, backtest
+
+    series, label = _backtest_series(args)
+    result = backtest(
+        series,
+        horizon=timedelta(hours=args.horizon),
+        folds=args.folds,
+        step=timedelta(hours=args.step),
+        coverage=args.coverage,
+        country=args.country,
+    )
+    rows = {MODEL: result.model, NAIVE: result.naive}
+    if args.json:
+        scores = {name: vars(s) for name, s in rows.items()}
+        _write_json({"data": label, "folds": len(result.origins), **scores}, None)
+        return 0
+    print(f"data: {label}")
+    print(
+        f"backtest: {len(result.origins)} origins every {args.step:g} h from "
+        f"{result.origins[0].isoformat()} to {result.origins[-1].isoformat()}, "
+        f"{args.horizon:g} h ahead, {args.coverage:.0%} intervals"
+    )
+    print(f"{'model':<20}{'MAE':>10}{'RMSE':>10}{'coverage':>10}{'steps':>8}")
+    for name, s in rows.items():
+        print(f"{name:<20}{s.mae:>10.4f}{s.rmse:>10.4f}{s.coverage:>10.1%}{s.n:>8d}")
+    print(f"MAE skill over seasonal-naive: {result.mae_skill:.1%}")
+    return 0
+
+
+def _backtest_series(args: argparse.Namespace) -> tuple[Any, str]:
+    """The series to backtest and a line describing it."""
+    if args.csv:
+        return _read_series_csv(args.csv), f"{args.csv}"
+    from vpp.solar import TMY3_FILES, pv_power
+
+    series = pv_power(args.tmy3, kwp=args.kwp)
+    station = TMY3_FILES[args.tmy3]
+    return series, (
+        f"AC power (kW) of a {args.kwp:g} kWp PV system (pvlib PVWatts, 30 deg tilt, south) "
+        f"under pvlib's TMY3 {args.tmy3} ({station}), {len(series)} hourly values"
+    )
+
+
+def _read_series_csv(path: str) -> Any:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, header=None, comment="#")
+    except (OSError, ValueError) as err:
+        raise RequestValidationError.single("csv", f"cannot read {path}: {err}") from None
+    if frame.shape[1] != 2:
+        raise RequestValidationError.single("csv", "needs two columns: timestamp,value")
+    if not pd.api.types.is_numeric_dtype(frame[1]):  # a header row
+        frame = frame.iloc[1:]
+    try:
+        index = pd.DatetimeIndex(pd.to_datetime(frame[0], utc=True))
+        values = pd.to_numeric(frame[1]).to_numpy(dtype=float)
+    except (ValueError, TypeError) as err:
+        raise RequestValidationError.single("csv", f"{path}: {err}") from None
+    return pd.Series(values, index=index)
 
 
 if __name__ == "__main__":
