@@ -17,6 +17,7 @@ from actors.job_service import PortfolioRunner, execute_job
 from api import docs, problems
 from api.routes import accounts, charts, health, jobs, markets, reports, resources
 from api.routes import annotations as annotation_routes
+from api.routes import forecasting as forecasting_routes
 from api.routes import gopacs as gopacs_routes
 from api.routes import uftp as uftp_routes
 from store import make_engine, session_factory, upgrade
@@ -89,6 +90,7 @@ def create_app(database_url: str, dispatcher: Dispatcher | None = None) -> FastA
     app.include_router(charts.router)
     app.include_router(reports.router)
     app.include_router(markets.router)
+    app.include_router(forecasting_routes.router)
     app.include_router(docs.router)
     app.include_router(gopacs_routes.router)
     uftp_routes.install(app)  # the UFTP endpoint, its admin API and its worker thread

@@ -3,7 +3,10 @@
 * ``{"site": 12, "start": ..., "flex-model": [...overrides by device name...],
   "flex-context": {...overrides...}}`` takes the stored site's devices and flex-context;
 * any series may be ``{"sensor": 7}``: the stored time series for the request's window,
-  resampled to the request's resolution (mean of finer data, finer steps repeat coarser data).
+  resampled to the request's resolution (mean of finer data, finer steps repeat coarser data),
+  the newest belief per step (a forecast stored later replaces an earlier one; a measurement
+  stored after a forecast replaces it); ``{"sensor": 7, "as-of": "2026-03-01T12:00+01:00"}``
+  takes the beliefs held at that time instead (a schedule on the forecast known then).
 
 References are expanded when a job is submitted, so a stored job is self-contained.
 """
@@ -16,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from api.fields import is_id
@@ -139,8 +142,11 @@ def expand_sensors(session: Session, caller: Scope, body: dict[str, Any]) -> dic
 
     def walk(node: Any, path: str) -> Any:
         if isinstance(node, dict):
-            if set(node) == {"sensor"}:
-                return _series(session, caller, node["sensor"], start, duration, resolution, path)
+            if "sensor" in node and set(node) <= {"sensor", "as-of"}:
+                as_of = _as_of(node.get("as-of"), f"{path}.as-of")
+                return _series(
+                    session, caller, node["sensor"], (start, duration, resolution), path, as_of
+                )
             return {k: walk(v, f"{path}.{k}" if path else k) for k, v in node.items()}
         if isinstance(node, list):
             return [walk(v, f"{path}[{i}]") for i, v in enumerate(node)]
@@ -149,21 +155,34 @@ def expand_sensors(session: Session, caller: Scope, body: dict[str, Any]) -> dic
     return dict(walk(body, ""))
 
 
+def _as_of(value: Any, path: str) -> datetime | None:
+    """A reference's ``as-of``: the beliefs held then (a forecast as it was known)."""
+    if value is None:
+        return None
+    try:
+        moment = _DATETIME.validate_python(value)
+    except ValidationError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise RequestValidationError.single(path, "a date-time with its UTC offset")
+    return moment
+
+
 def _series(
     session: Session,
     caller: Scope,
     sensor_id: Any,
-    start: datetime,
-    duration: timedelta,
-    resolution: timedelta,
+    window: tuple[datetime, timedelta, timedelta],
     path: str,
+    as_of: datetime | None = None,
 ) -> dict[str, Any]:
+    start, duration, resolution = window
     try:
         sensor = visible_sensor(session, caller, sensor_id)
     except NotFoundError:
         raise RequestValidationError.single(path, f"you have no sensor {sensor_id!r}") from None
     values = resample(
-        read_covering(session, sensor, start, start + duration),
+        read_covering(session, sensor, start, start + duration, as_of=as_of),
         sensor.resolution,
         start,
         duration,
@@ -177,10 +196,13 @@ def _series(
     return {"values": values.tolist(), "unit": sensor.unit}
 
 
-def read_covering(session: Session, sensor: Sensor, start: datetime, end: datetime) -> pd.Series:
+def read_covering(
+    session: Session, sensor: Sensor, start: datetime, end: datetime, as_of: datetime | None = None
+) -> pd.Series:
     """The stored values that cover any of ``[start, end)``: also the one that began up to a
-    sensor step before ``start`` (an hourly price read from 00:15 on starts at 00:00)."""
-    return repo.read_time_series(session, sensor, start - sensor.resolution, end)
+    sensor step before ``start`` (an hourly price read from 00:15 on starts at 00:00); the
+    newest belief per step, or the newest held at ``as_of``."""
+    return repo.read_time_series(session, sensor, start - sensor.resolution, end, as_of=as_of)
 
 
 def resample(

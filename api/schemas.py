@@ -24,6 +24,8 @@ __all__ = [
     "Connection",
     "Duration",
     "FlexOffer",
+    "Forecast",
+    "ForecastingJob",
     "Health",
     "Job",
     "JobAccepted",
@@ -83,7 +85,7 @@ class Ready(Out):
 
 # --------------------------------------------------------------------------- jobs
 JobStatus = Literal["queued", "running", "finished", "failed", "cancelled"]
-JobKind = Literal["storage", "shifting", "portfolio", "redispatch-bid"]
+JobKind = Literal["storage", "shifting", "portfolio", "redispatch-bid", "forecasting"]
 
 
 class JobAccepted(Out):
@@ -341,3 +343,24 @@ class ToCro(Queued):
 
 class PortfolioUpdateSent(ToCro):
     connections: list[str]
+
+
+# --------------------------------------------------------------------------- forecasting
+class Forecast(Out):
+    sensor: int
+    start: Time = Field(description="the first forecast step")
+    resolution: Duration
+    belief_time: Time = Field(description="when the forecast was made: its beliefs' time")
+    model: str
+    coverage: float = Field(description="the probability the interval is meant to hold")
+    unit: str
+    values: list[float] = Field(description="the point forecast (median), stored as beliefs")
+    lower: list[float]
+    upper: list[float]
+    history_values: int = Field(description="measured values learnt from")
+
+
+class ForecastingJob(Out):
+    forecasting_job: str = Field(description="the finished forecasting job's id")
+    status: Literal["finished"]
+    result: Forecast

@@ -616,14 +616,22 @@ def read_time_series(
     start: datetime,
     end: datetime,
     source: str | None = None,
+    *,
+    as_of: datetime | None = None,
+    exclude_source: str | None = None,
 ) -> pd.Series[float]:
     """The most recent belief per event in ``[start, end)`` (optionally of one ``source``).
 
+    ``as_of``: only beliefs held at that time (``belief_time <= as_of``): what was known
+    then, e.g. the forecast a past schedule used. ``exclude_source``: beliefs of every
+    source but that one (a forecast learns from measurements, not from earlier forecasts).
     Returns floats indexed by the UTC ``event_start``, sorted; ties between sources with the
     same belief time go to the alphabetically last source.
     """
     _check_aware("start", start)
     _check_aware("end", end)
+    if as_of is not None:
+        _check_aware("as_of", as_of)
     rank = func.row_number().over(
         partition_by=TimedValue.event_start,
         order_by=(TimedValue.belief_time.desc(), TimedValue.source.desc()),
@@ -635,6 +643,10 @@ def read_time_series(
     )
     if source is not None:
         ranked = ranked.where(TimedValue.source == source)
+    if exclude_source is not None:
+        ranked = ranked.where(TimedValue.source != exclude_source)
+    if as_of is not None:
+        ranked = ranked.where(TimedValue.belief_time <= as_of)
     latest = ranked.subquery()
     rows = session.execute(
         select(latest.c.event_start, latest.c.value)

@@ -35,7 +35,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 ACCOUNT_KINDS: Final = ("aggregator", "consultancy", "dso")
-JOB_KINDS: Final = ("storage", "shifting", "portfolio", "redispatch-bid")
+JOB_KINDS: Final = ("storage", "shifting", "portfolio", "redispatch-bid", "forecasting")
 JOB_STATUSES: Final = ("queued", "running", "finished", "failed", "cancelled")
 USER_ROLES: Final = ("admin", "operator", "viewer")
 ANNOTATION_TYPES: Final = ("holiday", "outage", "maintenance", "label")

@@ -119,6 +119,8 @@ SEMANTIC_422 = {
     "POST /api/v1/annotations": "end after start; one target; the site's own device",
     "GET /api/v1/annotations": "an opaque cursor",
     "POST /api/v1/holidays": "a country, subdivision and time zone that exist",
+    # durations of whole sensor steps, a time zone and country that exist, enough history
+    "POST /api/v1/forecasting-job": "whole sensor steps; a real time zone; enough history",
     "GET /api/v1/uftp/messages": "an opaque cursor; a time range in order",
     # the peer must be registered, the site must have an EAN, the sensor values...
     "POST /api/v1/uftp/d-prognosis": "a registered DSO; a UFTP entity address",

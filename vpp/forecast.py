@@ -226,7 +226,7 @@ def _features(
     local = times.tz_convert(pd.DatetimeIndex(history.index).tz)
     columns = [
         (local.hour * 60 + local.minute).to_numpy(dtype=float),
-        local.dayofweek.to_numpy(dtype=float),
+        local.day_of_week.to_numpy(dtype=float),
         _is_holiday(local, calendar),
         history.reindex(times - day_lag).to_numpy(dtype=float),
         history.reindex(times - week_lag).to_numpy(dtype=float),

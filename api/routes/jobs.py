@@ -243,7 +243,7 @@ def delete_job(job_id: str, caller: OperatorDep, session: SessionDep) -> Respons
 JobStatus = Literal["queued", "running", "finished", "failed", "cancelled"]
 
 
-JobKind = Literal["storage", "shifting", "portfolio", "redispatch-bid"]
+JobKind = Literal["storage", "shifting", "portfolio", "redispatch-bid", "forecasting"]
 
 
 @router.get("/scheduling-jobs", response_model=list[schemas.JobSummary])

@@ -616,6 +616,32 @@ def headroom(request: Mapping[str, Any]) -> Op[dict[str, Any]]:
     return (yield from _object(post("/headroom", dict(request))))
 
 
+def forecast(
+    sensor: int,
+    *,
+    start: datetime | str | None = None,
+    duration: str = "PT24H",
+    history: str | None = None,
+    coverage: float | None = None,
+    timezone: str | None = None,
+    country: str | None = None,
+) -> Op[dict[str, Any]]:
+    """Forecast a stored sensor and store the forecast on it (docs/forecasting.md): the
+    finished forecasting job, its ``result`` the point forecast and interval."""
+    body: dict[str, Any] = {"sensor": sensor, "duration": duration}
+    optional = {"history": history, "coverage": coverage, "timezone": timezone,
+                "country": country}  # fmt: skip
+    body.update({k: v for k, v in optional.items() if v is not None})
+    if start is not None:
+        body["start"] = _when(start)
+    return (yield from _object(post("/forecasting-job", body)))
+
+
+def forecasting_job(job_id: str) -> Op[dict[str, Any]]:
+    """A forecasting job: the forecast it made and stored."""
+    return (yield from _object(get(f"/forecasting-job/{job_id}")))
+
+
 def _when(value: datetime | str) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
@@ -627,5 +653,6 @@ METHODS = (
     delete_uftp_participant, uftp_messages, flex_offers, revoke_flex_offer, commitments,
     send_d_prognosis, agr_portfolio_update, agr_portfolio_query, annotate, list_annotations,
     delete_annotation, import_holidays, report, headroom,
+    forecast, forecasting_job,
 )
 """Every operation that is a client method of the same name."""

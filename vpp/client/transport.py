@@ -230,6 +230,8 @@ class Client:
     import_holidays = _sync(ops.import_holidays)
     report = _sync(ops.report)
     headroom = _sync(ops.headroom)
+    forecast = _sync(ops.forecast)
+    forecasting_job = _sync(ops.forecasting_job)
 
 
 class AsyncClient:
@@ -310,6 +312,8 @@ class AsyncClient:
     import_holidays = _async(ops.import_holidays)
     report = _async(ops.report)
     headroom = _async(ops.headroom)
+    forecast = _async(ops.forecast)
+    forecasting_job = _async(ops.forecasting_job)
 
 
 def what_if(
