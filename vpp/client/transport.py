@@ -230,6 +230,7 @@ class Client:
     import_holidays = _sync(ops.import_holidays)
     report = _sync(ops.report)
     headroom = _sync(ops.headroom)
+    bid_curves = _sync(ops.bid_curves)
 
 
 class AsyncClient:
@@ -310,6 +311,7 @@ class AsyncClient:
     import_holidays = _async(ops.import_holidays)
     report = _async(ops.report)
     headroom = _async(ops.headroom)
+    bid_curves = _async(ops.bid_curves)
 
 
 def what_if(
