@@ -264,6 +264,24 @@ def test_a_horizon_that_is_not_whole_hours_names_the_field(
     assert [i.field for i in err.value.issues] == [field]
 
 
+def test_an_hour_that_cannot_be_held_flat_is_infeasible_by_name(tmp_path: Path) -> None:
+    """A house of 1 kW then 2 kW within an hour and nothing to balance it: the hour cannot
+    be delivered as one power."""
+    request = copy.deepcopy(BASE)
+    request["resolution"] = "PT30M"
+    request["duration"] = "PT1H"
+    request["flex-context"] = {"consumption-price": "50 EUR/MWh"}
+    request["sites"][0]["flex-model"] = [
+        {"name": "house", "type": "inflexible", "power": {"values": [1, 2], "unit": "kW"}}
+    ]
+    with pytest.raises(InfeasibleError) as err:
+        bid_curves(copy.deepcopy(request), prices=LADDER)
+    assert err.value.constraint == "bid-flat-delivery"
+    with harness("sqlite", tmp_path) as api:
+        answer = api.http.post("/api/v1/bid-curves", json=request, headers=api.admin)
+        assert assert_problem(answer, 422)["constraint"] == "bid-flat-delivery"
+
+
 # -- REST, client, CLI ---------------------------------------------------------------------
 def test_the_api_answers_bid_curves(tmp_path: Path) -> None:
     with harness("sqlite", tmp_path) as api:

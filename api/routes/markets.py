@@ -59,7 +59,7 @@ def post_headroom(body: Annotated[dict[str, Any], Body()], caller: OperatorDep) 
     return JSONResponse(headroom(request))
 
 
-BIDS_MAX_WORK = 2_000_000
+BIDS_MAX_WORK = 1_000_000
 """Solves x steps x sites a synchronous bid-curves request may ask for (a solve per hour
 and ladder price, each of the whole horizon)."""
 
