@@ -185,12 +185,15 @@ def portfolios(draw: st.DrawFn) -> dict[str, Any]:
         "flex-context": context,
         "sites": sites,
     }
-    if draw(st.booleans()):
+    target = draw(st.sampled_from(["none", "congestion", "market"]))
+    if target == "congestion":
         request["target"] = {"type": "congestion", "max-consumption": "4 kW"}
+    elif target == "market":
+        request["target"] = {"type": "market", "volume": "0 kW", "deviation-price": "30 EUR/MWh"}
     return request
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(portfolios(), st.lists(st.integers(-50, 250), min_size=1, max_size=5, unique=True))
 def test_curves_are_monotone_and_every_point_accepted_is_feasible(
     request: dict[str, Any], ladder: list[int]

@@ -199,7 +199,8 @@ def _ladder_volumes(
     central = CentralisedPortfolio(request)
     _hold_flat(central, steps)
     base = central.cost.copy()
-    solver = HighsSolver(central.model, time_limit=get_settings().solve_time_limit)
+    limit = request.time_limit or get_settings().solve_time_limit  # per solve, seconds
+    solver = HighsSolver(central.model, time_limit=limit)
     volumes, exact = [], []
     for price in ladder:
         solution = _solve(central, solver, _priced(central, base, steps, price / 1000.0))
