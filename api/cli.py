@@ -123,6 +123,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="plan the current ISP and stop")
     p.set_defaults(func=_replan)
 
+    p = sub.add_parser(
+        "bids", help="day-ahead step bid curves of a portfolio (JSON) per hour (docs/markets.md)"
+    )
+    p.add_argument("request", help="portfolio JSON file, or - for standard input")
+    p.add_argument("-o", "--output", help="write the result here instead of printing it")
+    p.add_argument(
+        "--prices",
+        help="the ladder, EUR/MWh, comma-separated and increasing (default: the request's "
+        "'prices' if it has them, else 21 prices over the request's own prices); a negative "
+        "first price needs the = form: --prices=-20,25,75",
+    )
+    p.set_defaults(func=_bids)
+
     p = sub.add_parser("portfolio", help="schedule a portfolio (JSON) toward its target")
     p.add_argument("request", help="portfolio JSON file, or - for standard input")
     p.add_argument("-o", "--output", help="write the result here instead of printing it")
@@ -304,6 +317,23 @@ def _replan(args: argparse.Namespace) -> int:
             replanner.run(threading.Event())
     finally:
         engine.dispose()
+
+
+def _bids(args: argparse.Namespace) -> int:
+    from vpp.bids import bid_curves, validate_prices
+    from vpp.errors import RequestValidationError
+
+    request = _read_json(args.request)
+    prices: Any = request.pop("prices", None) if isinstance(request, dict) else None
+    if args.prices is not None:
+        try:
+            prices = [float(p) for p in args.prices.split(",")]
+        except ValueError:
+            raise RequestValidationError.single(
+                "prices", f"--prices {args.prices!r}: give numbers separated by commas"
+            ) from None
+    ladder = None if prices is None else validate_prices(prices)
+    _write_json(bid_curves(request, prices=ladder), args.output)
     return 0
 
 

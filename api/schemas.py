@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "Account",
     "AnnotationOut",
+    "BidCurves",
+    "BidHour",
+    "BidPoint",
     "Commitment",
     "Connection",
     "Duration",
@@ -364,3 +367,33 @@ class ForecastingJob(Out):
     forecasting_job: str = Field(description="the finished forecasting job's id")
     status: Literal["finished"]
     result: Forecast
+
+
+# --------------------------------------------------------------------------- day-ahead bids
+class BidPoint(Out):
+    """A ladder point whose solved volume was above a lower price's (docs/markets.md)."""
+
+    price: float = Field(description="the ladder price, EUR/MWh")
+    solved: float = Field(description="the volume the solve gave, kW")
+    volume: float = Field(description="the volume on the curve, kW")
+
+
+class BidHour(Out):
+    start: Time
+    scheduled: Quantity = Field(description="the hour's mean power at the request's prices")
+    volumes: Profile = Field(description="per ladder price, the hour's flat power (kW)")
+    repaired: list[BidPoint] = Field(description="points lowered to the monotone envelope")
+    non_monotone: list[BidPoint] = Field(description="points left non-monotone (infeasible)")
+
+
+class BidCurves(Out):
+    """Day-ahead step bid curves, one per market hour (docs/markets.md)."""
+
+    start: Time
+    duration: Duration
+    resolution: Duration
+    product: Duration
+    prices: Profile = Field(description="the ladder, EUR/MWh, increasing")
+    hours: list[BidHour]
+    solves: int
+    time_limited_solves: int

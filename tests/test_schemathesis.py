@@ -99,6 +99,7 @@ SEMANTIC_422 = {
     "POST /api/v1/scheduling-job/shifting": "flex-model rules and units",
     "POST /api/v1/scheduling-job/portfolio": "flex-model rules and units",
     "POST /api/v1/headroom": "a portfolio request: flex-model rules and units",
+    "POST /api/v1/bid-curves": "a portfolio request (whole hours) and an increasing ladder",
     "POST /api/v1/sites": "flex-model rules and units",
     "PUT /api/v1/sites/{site_id}": "flex-model rules and units",
     "POST /api/v1/gopacs/redispatch-bid": "an announcement: volume units, end after start",

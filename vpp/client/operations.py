@@ -43,6 +43,7 @@ __all__ = [
     "agr_portfolio_query",
     "agr_portfolio_update",
     "annotate",
+    "bid_curves",
     "cancel",
     "commitments",
     "create_portfolio",
@@ -642,6 +643,17 @@ def forecasting_job(job_id: str) -> Op[dict[str, Any]]:
     return (yield from _object(get(f"/forecasting-job/{job_id}")))
 
 
+def bid_curves(
+    request: Mapping[str, Any], prices: Sequence[float] | None = None
+) -> Op[dict[str, Any]]:
+    """Day-ahead step bid curves (price EUR/MWh -> volume kW) per market hour of a
+    portfolio request, at the ladder ``prices`` or the server's default (docs/markets.md)."""
+    body = dict(request)
+    if prices is not None:
+        body["prices"] = list(prices)
+    return (yield from _object(post("/bid-curves", body)))
+
+
 def _when(value: datetime | str) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
@@ -654,5 +666,6 @@ METHODS = (
     send_d_prognosis, agr_portfolio_update, agr_portfolio_query, annotate, list_annotations,
     delete_annotation, import_holidays, report, headroom,
     forecast, forecasting_job,
+    bid_curves,
 )
 """Every operation that is a client method of the same name."""

@@ -232,6 +232,7 @@ class Client:
     headroom = _sync(ops.headroom)
     forecast = _sync(ops.forecast)
     forecasting_job = _sync(ops.forecasting_job)
+    bid_curves = _sync(ops.bid_curves)
 
 
 class AsyncClient:
@@ -314,6 +315,7 @@ class AsyncClient:
     headroom = _async(ops.headroom)
     forecast = _async(ops.forecast)
     forecasting_job = _async(ops.forecasting_job)
+    bid_curves = _async(ops.bid_curves)
 
 
 def what_if(
