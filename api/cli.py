@@ -317,6 +317,7 @@ def _replan(args: argparse.Namespace) -> int:
             replanner.run(threading.Event())
     finally:
         engine.dispose()
+    return 0
 
 
 def _bids(args: argparse.Namespace) -> int:
