@@ -2,11 +2,10 @@
 
 :func:`greensboro_home` returns 15-minute series of one home for any days of a year:
 
-* ``pv``: the AC power (kW) of a 5 kWp south-facing PV system at 30 degrees tilt, from the
-  typical-meteorological-year file of Greensboro, North Carolina (NSRDB TMY3 station
-  723170) that pvlib ships (``pvlib/data/723170TYA.CSV``): measured-based hourly irradiance
-  and air temperature, transposed to the panel (Hay-Davies), PVWatts DC with the SAPM cell
-  temperature, 96 % inverter efficiency; hourly values interpolated to 15 minutes;
+* ``pv``: the AC power (kW) of a 5 kWp south-facing PV system at 30 degrees tilt under the
+  typical-meteorological-year weather of Greensboro, North Carolina (NSRDB TMY3 station
+  723170) that pvlib ships (``pvlib/data/723170TYA.CSV``), by :func:`vpp.solar.pv_power`
+  (pvlib's PVWatts chain); hourly values interpolated to 15 minutes;
 * ``load``: the house (kW), a stated model, not data: 0.25 kW base, a morning and an
   evening peak (0.6 and 1.0 kW, Gaussian in the hour of day), and electric heating of
   0.08 kW per kelvin that the TMY's air temperature lies below 15 degC;
@@ -39,48 +38,23 @@ _YEAR = 2026  # the TMY's months are re-labelled to this (non-leap) year
 
 @functools.lru_cache(maxsize=1)
 def _hourly() -> pd.DataFrame:
-    """PV AC power and air temperature per hour of the typical year, local standard time."""
+    """PV AC power (:func:`vpp.solar.pv_power`) and air temperature per hour of the typical
+    year, labelled by the hour's start, local standard time."""
+    import pvlib
+
+    from vpp.solar import pv_power
+
     # pvlib 0.16 still calls pandas API that pandas 3.1 deprecates (DatetimeIndex.dayofyear);
     # the values are right, the warnings are pvlib's to fix
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        return _pv_and_temperature()
-
-
-def _pv_and_temperature() -> pd.DataFrame:
-    import pvlib
-
-    path = Path(pvlib.__file__).parent / "data" / TMY_FILE
-    weather, meta = pvlib.iotools.read_tmy3(str(path), map_variables=True, coerce_year=_YEAR)
-    weather = weather.sort_index()
-    # TMY3 stamps the end of each hour: the mid-hour sun stands for the hour
-    solar = pvlib.solarposition.get_solarposition(
-        weather.index - pd.Timedelta(minutes=30), meta["latitude"], meta["longitude"]
-    )
-    solar.index = weather.index
-    poa = pvlib.irradiance.get_total_irradiance(
-        surface_tilt=30,
-        surface_azimuth=180,
-        solar_zenith=solar["apparent_zenith"],
-        solar_azimuth=solar["azimuth"],
-        dni=weather["dni"],
-        ghi=weather["ghi"],
-        dhi=weather["dhi"],
-        dni_extra=pvlib.irradiance.get_extra_radiation(weather.index),
-        model="haydavies",
-    )
-    params = pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS["sapm"]["open_rack_glass_glass"]
-    cell = pvlib.temperature.sapm_cell(
-        poa["poa_global"], weather["temp_air"], weather["wind_speed"], **params
-    )
-    dc = pvlib.pvsystem.pvwatts_dc(poa["poa_global"].fillna(0.0), cell, PV_PEAK_KW, -0.004)
-    pv = (0.96 * dc).clip(lower=0.0, upper=PV_PEAK_KW)
-    start_of_hour = weather.index - pd.Timedelta(hours=1)
-    return pd.DataFrame(
-        {"pv": pv.to_numpy(), "temp_air": weather["temp_air"].to_numpy()},
-        index=pd.DatetimeIndex(start_of_hour, name="start"),
-    )
+        pv = pv_power(TMY_FILE, kwp=PV_PEAK_KW, year=_YEAR)
+        path = Path(pvlib.__file__).parent / "data" / TMY_FILE
+        weather, _ = pvlib.iotools.read_tmy3(str(path), map_variables=True, coerce_year=_YEAR)
+    # both hour-ending rows of the same file, in order: the n-th hour of each is the same hour
+    temperature = weather.sort_index()["temp_air"].to_numpy()
+    return pd.DataFrame({"pv": pv.to_numpy(), "temp_air": temperature}, index=pv.index)
 
 
 def _house(index: pd.DatetimeIndex, temp_air: np.ndarray) -> np.ndarray:
