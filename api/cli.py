@@ -592,6 +592,41 @@ def _add_forecast(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     b.add_argument("--country", help="holidays of this country as a feature, e.g. NL")
     b.add_argument("--json", action="store_true", help="print the scores as JSON")
     b.set_defaults(func=_forecast_backtest)
+    f = tools.add_parser(
+        "sensor", help="forecast a stored sensor and store the forecast on it (as the REST job)"
+    )
+    f.add_argument("sensor", type=int, help="the sensor's id")
+    f.add_argument("--start", help="first step, ISO 8601 (default: after the last measurement)")
+    f.add_argument("--duration", default="PT24H", help="ISO 8601 (default PT24H)")
+    f.add_argument("--history", default="P28D", help="ISO 8601 (default P28D)")
+    f.add_argument("--coverage", type=float, default=0.8, help="interval coverage (0.8)")
+    f.add_argument("--timezone", default="UTC", help="IANA zone of the calendar features")
+    f.add_argument("--country", help="its public holidays as a feature, e.g. NL")
+    f.add_argument("-o", "--output", help="write the result here instead of printing it")
+    f.set_defaults(func=_forecast_sensor)
+
+
+def _forecast_sensor(args: argparse.Namespace) -> int:
+    from api.forecasting import ForecastingIn, run_forecast
+    from api.references import AccountScope
+    from store import make_engine, session_factory, upgrade
+    from store import repository as repo
+    from vpp.request import validate
+    from vpp.settings import get_settings
+
+    fields = ("start", "duration", "history", "coverage", "timezone", "country")
+    raw = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
+    body = validate(ForecastingIn, {"sensor": args.sensor, **raw})
+    engine = make_engine(get_settings().database_url)
+    upgrade(engine)
+    try:
+        with session_factory(engine).begin() as session:
+            owner = repo.get_sensor(session, args.sensor).account_id
+            job_id, result = run_forecast(session, AccountScope((owner,)), body)
+    finally:
+        engine.dispose()
+    _write_json({"forecasting-job": job_id, "status": "finished", "result": result}, args.output)
+    return 0
 
 
 def _forecast_backtest(args: argparse.Namespace) -> int:

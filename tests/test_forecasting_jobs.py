@@ -181,3 +181,35 @@ def test_the_python_client_forecasts(api: ApiHarness) -> None:
     made = client.forecast(sensor, duration="PT6H", timezone="Europe/Amsterdam", coverage=0.9)
     assert len(made["result"]["values"]) == 6 and made["result"]["coverage"] == 0.9
     assert client.forecasting_job(made["forecasting-job"]) == made
+
+
+def test_vpp_forecast_sensor_runs_on_the_configured_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from api.cli import main
+    from store import make_engine, session_factory, upgrade
+    from vpp.settings import get_settings
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    with session_factory(engine).begin() as session:
+        account = repo.get_or_create_account(session, "cli")
+        sensor = repo.get_or_create_sensor(session, account, "load", "kW", timedelta(hours=1))
+        values = _pattern(np.arange(DAYS * 24)).tolist()
+        repo.save_time_series(session, sensor, T0 - timedelta(days=DAYS), timedelta(hours=1),
+                              values, "meter")  # fmt: skip
+        sensor_id = sensor.id
+    engine.dispose()
+    monkeypatch.setenv("VPP_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        assert main(["forecast", "sensor", str(sensor_id), "--duration", "PT3H"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["result"]["start"] == T0.isoformat() and len(out["result"]["values"]) == 3
+        assert main(["forecast", "sensor", str(sensor_id), "--duration", "PT90M"]) == 2
+        assert "duration" in capsys.readouterr().err
+    finally:
+        get_settings.cache_clear()
