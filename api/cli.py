@@ -107,15 +107,19 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_simulate)
 
     p = sub.add_parser(
-        "replan", help="re-plan a stored site every ISP from its sensors (docs/mpc.md)"
+        "replan", help="re-plan a stored site or portfolio every ISP (docs/mpc.md)"
     )
-    p.add_argument("--site", type=int, required=True, help="the stored site's id")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--site", type=int, help="the stored site's id")
+    which.add_argument("--portfolio", type=int, help="the stored portfolio's id (centralised)")
+    p.add_argument("--target", help="a portfolio's target as JSON (docs/portfolio.md)")
     p.add_argument(
         "--soc-sensor",
         action="append",
         default=[],
         metavar="DEVICE=SENSOR",
-        help="a storage's measured-SoC sensor id (repeat per storage)",
+        help="a storage's measured-SoC sensor id (repeat per storage; a portfolio's as "
+        "SITE/DEVICE=SENSOR)",
     )
     p.add_argument("--horizon", default="PT24H", help="each plan's horizon (ISO 8601)")
     p.add_argument("--resolution", default="PT15M", help="the ISP (ISO 8601)")
@@ -300,13 +304,20 @@ def _replan(args: argparse.Namespace) -> int:
         if not name or not sensor.isdigit():
             raise RequestValidationError.single("soc-sensor", f"{item!r} is not DEVICE=SENSOR_ID")
         sensors[name] = int(sensor)
-    durations = {}
+    durations = []
     for key in ("horizon", "resolution"):
         try:
-            durations[key] = TypeAdapter(timedelta).validate_python(getattr(args, key))
+            durations.append(TypeAdapter(timedelta).validate_python(getattr(args, key)))
         except ValidationError:
             raise RequestValidationError.single(key, "an ISO 8601 duration") from None
-    plan = Replanning(args.site, sensors, commit=args.commit, **durations)
+    try:
+        target = json.loads(args.target) if args.target is not None else None
+    except json.JSONDecodeError:
+        raise RequestValidationError.single("target", "must be a JSON object") from None
+    plan = Replanning(
+        args.site, sensors, durations[0], durations[1], args.commit,
+        portfolio_id=args.portfolio, target=target,
+    )  # fmt: skip
     engine = make_engine(get_settings().database_url)
     upgrade(engine)
     replanner = Replanner(session_factory(engine), plan)

@@ -1,18 +1,21 @@
-"""Recurring re-planning of a stored site, every ISP (rolling horizon, :mod:`vpp.mpc`).
+"""Recurring re-planning of a stored site or portfolio, every ISP (rolling horizon,
+:mod:`vpp.mpc`).
 
-:class:`Replanner` holds one site's loop. Each :meth:`Replanner.tick` at ``now`` plans the
-ISP that contains ``now`` and the ``horizon`` after it, once per ISP:
+:class:`Replanner` holds one site's (or portfolio's) loop. Each :meth:`Replanner.tick` at
+``now`` plans the ISP that contains ``now`` and the ``horizon`` after it, once per ISP:
 
-* the stored site's devices and flex-context, its series read from their sensors as the
-  newest beliefs (a forecast stored later wins, :mod:`api.references`), outages applied;
+* the stored site's devices and flex-context (a stored portfolio's sites, its target, its
+  accepted FlexOrders as commitments), the series read from their sensors as the newest
+  beliefs (a forecast stored later wins, :mod:`api.references`), outages applied;
 * each storage's ``soc-at-start`` from the newest value of its measured-SoC sensor at or
   before ``now``;
 * the storages' power already ordered by earlier plans (``commit - 1`` steps ahead) held as
   ``power-fixed``;
-* warm-started from the previous plan (:meth:`vpp.site.SiteProblem.warm_start`).
+* a site warm-started from the previous plan (:meth:`vpp.site.SiteProblem.warm_start`); a
+  portfolio solved centralised (one exact model of all its sites, docs/portfolio.md).
 
-Each plan is stored as a finished ``storage`` scheduling job of the site, with its schedule
-rows, exactly as a REST job's (:func:`actors.job_service.store_outcome`), so the dashboard,
+Each plan is stored as a finished ``storage`` job of the site (a ``portfolio`` job with
+each site's rows), exactly as a REST job's (:mod:`actors.job_service`), so the dashboard,
 reports and clients see it. :meth:`Replanner.run` ticks at every ISP boundary until stopped:
 ``vpp replan`` runs it in a process (on a cluster, as a Ray job:
 ``ray job submit -- vpp replan ...``).
@@ -27,14 +30,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from actors.job_service import store_outcome
+from actors.job_service import record_portfolio_job, store_outcome
 from api.references import AccountScope, expand_site
+from api.routes.jobs import expand_portfolio
 from store import repository as repo
 from vpp.errors import RequestValidationError
 from vpp.mpc import replan
+from vpp.portfolio import CentralisedPortfolio, validate_portfolio
 from vpp.site import SiteProblem
 from vpp.timeseries import iso_duration
 
@@ -45,17 +49,25 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Replanning:
-    """What to re-plan: a stored site, each storage's measured-SoC sensor (device name ->
-    sensor id; the sensor's unit an energy), the horizon, the ISP, and how many steps of
-    power are ordered at each plan (1: only the step being started)."""
+    """What to re-plan: a stored site (``site_id``) or a stored portfolio (``portfolio_id``,
+    with its ``target``, docs/portfolio.md), each storage's measured-SoC sensor (device name
+    -> sensor id; a portfolio's as ``site/device``; the sensor's unit an energy), the horizon,
+    the ISP, and how many steps of power are ordered at each plan (1: only the step being
+    started)."""
 
-    site_id: int
+    site_id: int | None
     soc_sensors: Mapping[str, int]
     horizon: timedelta = timedelta(hours=24)
     resolution: timedelta = timedelta(minutes=15)
     commit: int = 1
+    portfolio_id: int | None = None
+    target: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if (self.site_id is None) == (self.portfolio_id is None):
+            raise RequestValidationError.single("site", "give a site or a portfolio, not both")
+        if self.target is not None and self.portfolio_id is None:
+            raise RequestValidationError.single("target", "a portfolio's; give a portfolio")
         if self.resolution <= timedelta(0):
             raise RequestValidationError.single("resolution", "must be positive")
         steps = self.horizon / self.resolution
@@ -75,6 +87,7 @@ class Replanner:
     sessions: sessionmaker[Session]
     plan: Replanning
     previous: SiteProblem | None = None
+    previous_result: dict[str, Any] | None = None
     previous_start: datetime | None = None
     jobs: list[str] = field(default_factory=list)
 
@@ -87,22 +100,20 @@ class Replanner:
         if self.previous_start is not None and start <= self.previous_start:
             return None
         with self.sessions.begin() as session:
-            site = repo.get_site(session, self.plan.site_id)
-            scope = AccountScope((site.account_id,))
-            request = expand_site(session, scope, self._body(start))
+            request = self._request(session, start)
             self._measured_soc(session, request, now)
         self._hold_ordered(request, start)
-        problem = replan(request, self._warm(start))
-        result = problem.schedule_of_last().to_json()
-        with self.sessions.begin() as session:
-            site = repo.get_site(session, self.plan.site_id)
-            job = repo.create_job(session, "storage", request, account=site.account, site=site)
-            repo.set_job_status(session, job.id, "running")
-            store_outcome(session, job, result)
-            job_id = str(job.id)
-        self.previous, self.previous_start = problem, start
+        if self.plan.portfolio_id is None:
+            problem: SiteProblem | None = replan(request, self._warm(start))
+            assert problem is not None
+            result = problem.schedule_of_last().to_json()
+        else:  # centralised: one exact model of every site (docs/portfolio.md); no warm start
+            problem = None
+            result = CentralisedPortfolio(validate_portfolio(request)).solve().to_json()
+        job_id = self._store(request, result)
+        self.previous, self.previous_result, self.previous_start = problem, result, start
         self.jobs.append(job_id)
-        logger.info("site %s re-planned from %s: job %s", self.plan.site_id, start, job_id)
+        logger.info("%s re-planned from %s: job %s", self._what(), start, job_id)
         return job_id
 
     def run(self, stop: threading.Event, clock: Any = None) -> None:
@@ -113,20 +124,52 @@ class Replanner:
             following = _floor(now(), self.plan.resolution) + self.plan.resolution
             stop.wait(max((following - now()).total_seconds(), 0.0))
 
-    def _body(self, start: datetime) -> dict[str, Any]:
-        return {
-            "site": self.plan.site_id,
+    def _portfolio_id(self) -> int:
+        assert self.plan.portfolio_id is not None  # Replanning names a site or a portfolio
+        return self.plan.portfolio_id
+
+    def _what(self) -> str:
+        if self.plan.portfolio_id is None:
+            return f"site {self.plan.site_id}"
+        return f"portfolio {self.plan.portfolio_id}"
+
+    def _request(self, session: Session, start: datetime) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "start": start.isoformat(),
             "duration": iso_duration(self.plan.horizon),
             "resolution": iso_duration(self.plan.resolution),
         }
+        if self.plan.site_id is not None:
+            site = repo.get_site(session, self.plan.site_id)
+            return expand_site(session, AccountScope((site.account_id,)), {**body, "site": site.id})
+        portfolio = repo.get_portfolio(session, self._portfolio_id())
+        scope = AccountScope((portfolio.account_id,))
+        if self.plan.target is not None:
+            body["target"] = dict(self.plan.target)
+        body["portfolio"] = portfolio.id
+        expanded, _ = expand_portfolio(session, scope, [portfolio.account_id], body)
+        return expanded
+
+    def _store(self, request: dict[str, Any], result: dict[str, Any]) -> str:
+        with self.sessions.begin() as session:
+            if self.plan.site_id is not None:
+                site = repo.get_site(session, self.plan.site_id)
+                job = repo.create_job(session, "storage", request, account=site.account, site=site)
+                repo.set_job_status(session, job.id, "running")
+                store_outcome(session, job, result)
+                return str(job.id)
+            portfolio = repo.get_portfolio(session, self._portfolio_id())
+            sites = {site.name: site for site in portfolio.sites}
+            return record_portfolio_job(
+                session, request, result, account_id=portfolio.account_id, sites=sites
+            )
 
     def _measured_soc(self, session: Session, request: dict[str, Any], now: datetime) -> None:
-        devices = {d.get("name"): d for d in request["flex-model"]}
+        devices = _devices(request)
         for name, sensor_id in self.plan.soc_sensors.items():
             where = f"soc-sensors.{name}"
             if name not in devices:
-                raise RequestValidationError.single(where, "the site has no such device")
+                raise RequestValidationError.single(where, f"{self._what()} has no such device")
             sensor = repo.get_sensor(session, sensor_id)
             after = now + timedelta(microseconds=1)  # the end is exclusive; "at now" counts
             values = repo.read_time_series(session, sensor, now - timedelta(days=1), after)
@@ -138,22 +181,20 @@ class Replanner:
 
     def _hold_ordered(self, request: dict[str, Any], start: datetime) -> None:
         """``power-fixed`` for the storages' steps the previous plan ordered."""
-        if self.previous is None or self.previous_start is None or self.plan.commit < 2:
+        if self.previous_result is None or self.previous_start is None or self.plan.commit < 2:
             return
-        schedule = self.previous.schedule_of_last()
+        powers = _powers(self.previous_result)
         shift = round((start - self.previous_start) / self.plan.resolution)
-        for device in request["flex-model"]:
-            name = device.get("name")
-            if name not in self.plan.soc_sensors or name not in schedule.device_power:
+        for name, device in _devices(request).items():
+            if name not in self.plan.soc_sensors or name not in powers:
                 continue
-            power = schedule.device_power[name][shift : self.plan.commit]
             device["power-fixed"] = [
                 {
                     "start": (start + i * self.plan.resolution).isoformat(),
                     "end": (start + (i + 1) * self.plan.resolution).isoformat(),
-                    "value": f"{float(np.round(value, 9))} kW",
+                    "value": f"{round(float(value), 9)} kW",
                 }
-                for i, value in enumerate(power)
+                for i, value in enumerate(powers[name][shift : self.plan.commit])
             ]
 
     def _warm(self, start: datetime) -> SiteProblem | None:
@@ -161,6 +202,28 @@ class Replanner:
         if self.previous_start is None or start - self.previous_start != self.plan.resolution:
             return None
         return self.previous
+
+
+def _devices(request: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The request's device dicts by name; a portfolio's by ``site/device``."""
+    if "sites" not in request:
+        return {str(d.get("name")): d for d in request["flex-model"]}
+    return {
+        f"{entry['id']}/{d.get('name')}": d
+        for entry in request["sites"]
+        for d in entry["flex-model"]
+    }
+
+
+def _powers(result: dict[str, Any]) -> dict[str, list[float]]:
+    """Each device's power in a result, keyed as :func:`_devices` keys its request."""
+    if "sites" not in result:
+        return {d["name"]: d["power"]["values"] for d in result["devices"]}
+    return {
+        f"{entry['id']}/{d['name']}": d["power"]["values"]
+        for entry in result["sites"]
+        for d in entry["devices"]
+    }
 
 
 def _floor(moment: datetime, resolution: timedelta) -> datetime:

@@ -199,6 +199,48 @@ def test_run_ticks_until_stopped(sessions: sessionmaker[Session], home: dict[str
     assert len(replanner.jobs) == 2
 
 
+def test_a_stored_portfolio_is_re_planned(
+    sessions: sessionmaker[Session], home: dict[str, int]
+) -> None:
+    # Two copies of the home in one portfolio: "a" measured at 0.5 kWh costs 0.15 EUR (see
+    # test_plans_from_the_measured_soc); "b" at 2 kWh covers both hours' house from its
+    # battery (1 kWh each): 0 EUR. The congestion limit (10 kW) does not bind.
+    with sessions.begin() as session:
+        site = repo.get_site(session, home["site"])
+        account = site.account
+        twin = repo.upsert_site(
+            session, account, "home-b", dict(site.flex_context),
+            [{"name": d.name, "type": d.type, "flex_model": dict(d.flex_model)}
+             for d in site.devices],
+        )  # fmt: skip
+        soc_b = repo.get_or_create_sensor(session, account, "b soc", "kWh", Q)
+        repo.save_time_series(session, soc_b, T0, Q, [2.0], "meter")
+        portfolio = repo.create_portfolio(session, account, "both", [site.id, twin.id])
+        portfolio_id, soc_b_id, twin_id = portfolio.id, soc_b.id, twin.id
+    _measure(sessions, home["soc"], T0, 0.5)
+    plan = Replanning(
+        None, {"home/battery": home["soc"], "home-b/battery": soc_b_id},
+        timedelta(hours=2), portfolio_id=portfolio_id,
+        target={"type": "congestion", "max-consumption": "10 kW"},
+    )  # fmt: skip
+    job_id = Replanner(sessions, plan).tick(T0)
+    assert job_id is not None
+    request, result = _job(sessions, job_id)
+    socs = {e["id"]: e["flex-model"][0]["soc-at-start"] for e in request["sites"]}
+    assert socs == {"home": "0.5 kWh", "home-b": "2.0 kWh"}
+    costs = {e["id"]: e["cost"]["value"] for e in result["sites"]}
+    assert costs == pytest.approx({"home": 0.15, "home-b": 0.0}, abs=1e-9)
+    with sessions.begin() as session:
+        rows = session.scalars(select(Schedule).where(Schedule.job_id == job_id)).all()
+        assert {r.site_id for r in rows} == {home["site"], twin_id}  # under the stored sites
+    with pytest.raises(RequestValidationError) as caught:
+        Replanning(home["site"], {}, portfolio_id=portfolio_id)
+    assert caught.value.issues[0].field == "site"
+    with pytest.raises(RequestValidationError) as caught:
+        Replanning(home["site"], {}, target={"type": "market"})
+    assert caught.value.issues[0].field == "target"
+
+
 def test_cli_refuses_a_bad_sensor_pair(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replan", "--site", "1", "--soc-sensor", "battery", "--once"]) == 2
     assert "soc-sensor" in capsys.readouterr().err

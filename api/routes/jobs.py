@@ -14,7 +14,7 @@ from api.deps import CallerDep, KnownQuery, OperatorDep, SessionDep
 from api.fields import Id, IsoDateTime, is_id, reject_nul
 from api.limits import check_job, check_portfolio_sites
 from api.problems import errors, link
-from api.references import expand_sensors, expand_site, visible_site
+from api.references import Scope, expand_sensors, expand_site, visible_site
 from api.uftp.flex import add_commitments
 from store import Portfolio, SchedulingJob, Site
 from store import repository as repo
@@ -149,6 +149,17 @@ def post_portfolio(
 ) -> JobAccepted:
     """Schedule a portfolio toward its target with ADMM on Ray; or a stored portfolio:
     ``{"portfolio": id, "start", "duration", "flex-context", "target"}``."""
+    expanded, stored = expand_portfolio(session, caller, list(caller.visible), body)
+    validate_portfolio(expanded)
+    return _accept(request, response, caller, session, "portfolio", expanded, stored)
+
+
+def expand_portfolio(
+    session: Any, caller: Scope, accounts: list[int], body: dict[str, Any]
+) -> tuple[dict[str, Any], Portfolio | None]:
+    """A portfolio request as it is solved: a stored portfolio's sites (``"portfolio": id``)
+    as entries with their outages, the accepted FlexOrders of ``accounts`` as commitments,
+    every sensor reference filled in; and the stored portfolio, if any."""
     raw = dict(body)
     check_job(raw)
     if "portfolio" in raw:
@@ -165,10 +176,8 @@ def post_portfolio(
     else:
         stored, points = None, set()
     check_job(raw)  # a stored portfolio's sites and devices count too
-    raw = add_commitments(session, list(caller.visible), raw, points)  # accepted FlexOrders
-    expanded = expand_sensors(session, caller, raw)
-    validate_portfolio(expanded)
-    return _accept(request, response, caller, session, "portfolio", expanded, stored)
+    raw = add_commitments(session, accounts, raw, points)  # accepted FlexOrders
+    return expand_sensors(session, caller, raw), stored
 
 
 def _stored_site(session: Any, caller: Any, body: dict[str, Any]) -> Site | None:
