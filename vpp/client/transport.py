@@ -230,6 +230,8 @@ class Client:
     import_holidays = _sync(ops.import_holidays)
     report = _sync(ops.report)
     headroom = _sync(ops.headroom)
+    reports = _sync(ops.reports)
+    report_frame = _sync(ops.report_frame)
 
 
 class AsyncClient:
@@ -310,6 +312,8 @@ class AsyncClient:
     import_holidays = _async(ops.import_holidays)
     report = _async(ops.report)
     headroom = _async(ops.headroom)
+    reports = _async(ops.reports)
+    report_frame = _async(ops.report_frame)
 
 
 def what_if(
