@@ -38,8 +38,8 @@ BATTERY = {
     "soc-max": "4 kWh",
     "power-capacity": "2 kW",
 }
-PRICES_A = [40, 30, 20, 10]  # EUR/MWh, 00:00-04:00
-PRICES_B = [40, 30, 10, 20]  # EUR/MWh, 02:00-06:00
+PRICES_A: list[float] = [40, 30, 20, 10]  # EUR/MWh, 00:00-04:00
+PRICES_B: list[float] = [40, 30, 10, 20]  # EUR/MWh, 02:00-06:00
 
 
 def at(hour: int) -> str:
