@@ -216,10 +216,17 @@ def stored(api: ApiHarness) -> dict[str, Any]:
     return {"site": site_id, "a": a, "b": b, "c": c, "portfolio": portfolio.json()["id"]}
 
 
-def hand_energy_cost(api: ApiHarness, site_id: int, first: int, last: int) -> float:
+def hand_energy_cost(
+    api: ApiHarness,
+    site_id: int,
+    first: int,
+    last: int,
+    prices: dict[int, dict[int, float]] | None = None,
+) -> float:
     """The stored site's energy cost over hours [first, last), from its stored site-power
-    rows: per hour the newest job's value, times that job's price (EUR/MWh, by hand)."""
-    prices = {0: dict(enumerate(PRICES_A)), 2: dict(enumerate(PRICES_B))}
+    rows: per hour the newest job's value, times that job's price (EUR/MWh, by hand;
+    ``prices``: by the job's first hour, then its hour)."""
+    prices = prices or {0: dict(enumerate(PRICES_A)), 2: dict(enumerate(PRICES_B))}
     newest: dict[int, tuple[datetime, float, float]] = {}
     with api.app.state.sessions.begin() as session:
         rows = session.execute(
@@ -232,7 +239,7 @@ def hand_energy_cost(api: ApiHarness, site_id: int, first: int, last: int) -> fl
             for k, kw in enumerate(row.values):
                 hour = first_hour + k
                 if hour not in newest or created > newest[hour][0]:
-                    newest[hour] = (created, kw, prices[first_hour][k])
+                    newest[hour] = (created, kw, prices.get(first_hour, {}).get(k, 0.0))
     return sum(
         max(kw, 0.0) * price / 1000 for h, (_, kw, price) in newest.items() if first <= h < last
     )
@@ -435,3 +442,35 @@ def test_dashboard_spec_with_production_co2_and_nothing() -> None:
     ]
     empty = dashboard_spec(period_report([], T0, T0 + timedelta(hours=4)))
     assert empty["data"]["values"] == [] and empty["vconcat"][0]["mark"]["type"] == "text"
+
+
+def test_a_portfolio_jobs_stored_and_inline_sites(api: ApiHarness, stored: Any) -> None:
+    """A portfolio job (recorded as a UFTP reschedule is) on the next day with two copies of
+    job A's battery: ``home`` is the stored site, ``shed`` inline. Each charges at 02:00 and
+    03:00 (0.06 EUR) against a baseline of 0.14; home's row is the stored site's."""
+    from actors.job_service import record_portfolio_job
+    from store.tables import Site
+    from vpp.portfolio import CentralisedPortfolio, parse_portfolio
+
+    single = job_body(24, PRICES_A)
+    body = {
+        **{k: single[k] for k in ("start", "duration", "resolution", "flex-context")},
+        "sites": [{"id": name, "flex-model": single["flex-model"]} for name in ("home", "shed")],
+    }
+    result = CentralisedPortfolio(parse_portfolio(body)).solve().to_json()
+    with api.app.state.sessions.begin() as session:
+        home = session.get(Site, stored["site"])
+        assert home is not None
+        job_id = record_portfolio_job(
+            session, body, result, account_id=home.account_id, sites={"home": home}
+        )
+    sites = {s["key"]: s for s in report(api, start=at(24), end=at(28))["sites"]}
+    assert set(sites) == {f"site:{stored['site']}", f"job:{job_id}/shed"}
+    for site in sites.values():
+        assert site["jobs"] == [job_id]
+        assert site["kpis"]["energy-cost"]["value"] == pytest.approx(0.06)
+        assert site["kpis"]["baseline-cost"]["value"] == pytest.approx(0.14)
+    assert sites[f"job:{job_id}/shed"]["site"] is None
+    assert sites[f"site:{stored['site']}"]["kpis"]["energy-cost"]["value"] == pytest.approx(
+        hand_energy_cost(api, stored["site"], 24, 28, {24: dict(enumerate(PRICES_A))})
+    )
