@@ -227,7 +227,7 @@ def hand_energy_cost(
     rows: per hour the newest job's value, times that job's price (EUR/MWh, by hand;
     ``prices``: by the job's first hour, then its hour)."""
     prices = prices or {0: dict(enumerate(PRICES_A)), 2: dict(enumerate(PRICES_B))}
-    newest: dict[int, tuple[datetime, float, float]] = {}
+    newest: dict[int, tuple[datetime, float, int, int]] = {}  # created, kW, job's hour 0, k
     with api.app.state.sessions.begin() as session:
         rows = session.execute(
             select(Schedule, SchedulingJob.created_at)
@@ -239,9 +239,11 @@ def hand_energy_cost(
             for k, kw in enumerate(row.values):
                 hour = first_hour + k
                 if hour not in newest or created > newest[hour][0]:
-                    newest[hour] = (created, kw, prices.get(first_hour, {}).get(k, 0.0))
+                    newest[hour] = (created, kw, first_hour, k)
     return sum(
-        max(kw, 0.0) * price / 1000 for h, (_, kw, price) in newest.items() if first <= h < last
+        max(kw, 0.0) * prices[job_hour][k] / 1000
+        for h, (_, kw, job_hour, k) in newest.items()
+        if first <= h < last
     )
 
 
@@ -474,3 +476,20 @@ def test_a_portfolio_jobs_stored_and_inline_sites(api: ApiHarness, stored: Any) 
     assert sites[f"site:{stored['site']}"]["kpis"]["energy-cost"]["value"] == pytest.approx(
         hand_energy_cost(api, stored["site"], 24, 28, {24: dict(enumerate(PRICES_A))})
     )
+
+
+def test_too_many_jobs_in_a_period_is_refused_by_name(
+    api: ApiHarness, stored: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each job's baseline is re-solved: a period with more jobs than the bound is a 422
+    naming ``start`` (here the bound is 1; the period holds jobs A and B)."""
+    from api.routes import reports as routes
+
+    monkeypatch.setattr(routes, "MAX_REPORT_JOBS", 1)
+    response = api.http.get(
+        "/api/v1/reports",
+        params={"start": at(0), "end": at(6), "site": stored["site"]},
+        headers=api.admin,
+    )
+    assert_problem(response, 422)
+    assert [e["field"] for e in response.json()["errors"]] == ["start"]

@@ -122,7 +122,7 @@ def portfolio_kpis(request: dict[str, Any], result: dict[str, Any]) -> dict[str,
 # -- over a period ------------------------------------------------------------------------------
 LOOKBACK = timedelta(days=31)
 """A schedule that starts this long before a period's start is not looked for in it."""
-MAX_REPORT_JOBS = 1000
+MAX_REPORT_JOBS = 500
 """The most jobs one report recomputes (each one's baseline is re-solved)."""
 
 _SCHEDULED = ("storage", "shifting", "portfolio")
