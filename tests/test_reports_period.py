@@ -26,7 +26,7 @@ from store import repository as repo
 from store.tables import Schedule, SchedulingJob
 from vpp.errors import RequestValidationError
 from vpp.kpi import site_kpis
-from vpp.reports import MAX_PERIOD, ScheduleSource, check_period, period_report
+from vpp.reports import MAX_PERIOD, ScheduleSource, check_period, period_report, source_kpis
 from vpp.site import schedule
 
 DAY = "2026-03-02"
@@ -493,3 +493,24 @@ def test_too_many_jobs_in_a_period_is_refused_by_name(
     )
     assert_problem(response, 422)
     assert [e["field"] for e in response.json()["errors"]] == ["start"]
+
+
+def test_a_schedules_kpis_are_computed_once_per_process(
+    api: ApiHarness, stored: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report and its dashboard of the same period re-solve each baseline once."""
+    from api.routes import reports as routes
+
+    calls: list[str] = []
+
+    def counted(source: ScheduleSource) -> Any:
+        calls.append(source.job)
+        return source_kpis(source)
+
+    monkeypatch.setattr(routes, "KPI_CACHE", routes.KpiCache(10))
+    monkeypatch.setattr(routes, "source_kpis", counted)
+    params = {"start": at(0), "end": at(6), "site": stored["site"]}
+    first = report(api, **params)
+    chart = api.http.get("/api/v1/reports/chart", params=params, headers=api.admin)
+    assert chart.status_code == 200 and report(api, **params) == first
+    assert sorted(calls) == sorted([stored["a"], stored["b"]])

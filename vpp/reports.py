@@ -45,14 +45,13 @@ __all__ = [
     "ScheduleSource",
     "check_period",
     "period_report",
+    "source_kpis",
 ]
 
 logger = logging.getLogger(__name__)
 
 MAX_PERIOD = timedelta(days=366)
 """The longest period one report covers (each schedule in it is re-solved for its baseline)."""
-
-KpisOf = Callable[[ScheduleRequest | dict[str, Any], dict[str, Any]], StepKpis]
 
 _SUMMED = ("energy-cost", "baseline-cost", "import", "export", "production", "consumption")
 _CO2 = ("emissions", "baseline-emissions")
@@ -75,6 +74,15 @@ class ScheduleSource:
     result: dict[str, Any]
 
 
+KpisOf = Callable[[ScheduleSource], StepKpis]
+"""How a source's per-step KPIs are had: :func:`source_kpis`, or a cache of it."""
+
+
+def source_kpis(source: ScheduleSource) -> StepKpis:
+    """:func:`vpp.kpi.step_kpis` of the source's schedule (its baseline re-solved)."""
+    return step_kpis(source.request, source.result)
+
+
 def check_period(start: datetime, end: datetime) -> None:
     """``end`` after ``start`` by at most :data:`MAX_PERIOD` (422 naming ``end``)."""
     if end <= start:
@@ -89,7 +97,7 @@ def period_report(
     sources: Iterable[ScheduleSource],
     start: datetime,
     end: datetime,
-    kpis_of: KpisOf = step_kpis,
+    kpis_of: KpisOf = source_kpis,
 ) -> dict[str, Any]:
     """The KPIs over ``[start, end)`` (module docstring) per site and summed."""
     check_period(start, end)
@@ -140,7 +148,7 @@ def _site_report(
             counted &= ~((a < hi) & (b > lo))
         claimed.append((float(a[0]), float(b[-1])) if n else (0.0, 0.0))
         if counted.any():
-            _count(sums, kpis_of(source.request, source.result), counted)
+            _count(sums, kpis_of(source), counted)
             jobs.append(source.job)
     first_source = group[0]
     return {
