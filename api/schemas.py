@@ -40,6 +40,9 @@ __all__ = [
     "Order",
     "Out",
     "Participant",
+    "PeriodKpis",
+    "PeriodReport",
+    "PeriodSite",
     "Portfolio",
     "PortfolioUpdateSent",
     "Profile",
@@ -397,3 +400,43 @@ class BidCurves(Out):
     hours: list[BidHour]
     solves: int
     time_limited_solves: int
+
+
+# --------------------------------------------------------------------------- period reports
+class PeriodKpis(Out):
+    """KPIs over a period (docs/reports.md); the CO2 keys only when a counted schedule had a
+    ``co2-intensity``."""
+
+    energy_cost: Quantity
+    baseline_cost: Quantity
+    savings: Quantity
+    import_: Quantity = Field(alias="import")
+    export: Quantity
+    production: Quantity
+    consumption: Quantity
+    self_consumption: float | None
+    self_sufficiency: float | None
+    peak_import: Quantity
+    peak_export: Quantity
+    penalties: dict[str, float] = Field(description="EUR per cost key, pro rata by steps")
+    emissions: Quantity | None = None
+    baseline_emissions: Quantity | None = None
+    emissions_savings: Quantity | None = None
+    co2_steps: int | None = Field(None, description="counted steps that had a CO2 intensity")
+
+
+class PeriodSite(Out):
+    site: int | None = Field(description="the stored site's id; null for an inline site")
+    key: str = Field(description="`site:<id>`, or `job:<job id>[/<entry>]` for an inline site")
+    name: str
+    label: str = Field(description="the name, with the key where two sites share a name")
+    jobs: list[str] = Field(description="the jobs whose steps count, newest first")
+    hours: float = Field(description="the hours of counted steps")
+    kpis: PeriodKpis
+
+
+class PeriodReport(Out):
+    start: Time
+    end: Time
+    sites: list[PeriodSite]
+    total: PeriodKpis

@@ -128,6 +128,9 @@ SEMANTIC_422 = {
     "POST /api/v1/uftp/metering": "a registered DSO; a site with an EAN; stored values",
     "POST /api/v1/uftp/agr-portfolio-update": "a registered CRO; sites with EANs",
     "POST /api/v1/uftp/agr-portfolio-query": "a registered CRO",
+    # a period: end after start, at most 366 days, not more than MAX_REPORT_JOBS jobs in it
+    "GET /api/v1/reports": "end after start, at most 366 days",
+    "GET /api/v1/reports/chart": "end after start, at most 366 days",
 }
 CONFIG = SchemathesisConfig.from_dict(
     {

@@ -28,18 +28,28 @@ With ``dt`` the step in hours, ``P[t]`` the site's net power (consumption positi
 ``penalties``
     what the result's cost lists besides energy (breach penalties, peak charges, running
     costs), EUR, by its ``cost`` keys.
+``emissions``, ``baseline-emissions``, ``emissions-savings`` (kg)
+    only when the flex-context has ``co2-intensity`` (vpp/co2.py): ``dt * sum_t
+    intensity[t] * import[t]`` of the schedule and of the baseline (which is blind to a
+    ``co2-price`` too), and ``baseline-emissions - emissions``. Exports earn nothing (see
+    vpp/co2.py for why).
+
+:func:`step_kpis` gives the same quantities per step, for reports over a period that count
+only some steps of a schedule (vpp/reports.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 
 from vpp.request import FlexContext, ScheduleRequest, parse_request
-from vpp.site import SiteProblem, energy_cost, resolve_site
+from vpp.site import SiteInputs, SiteProblem, energy_cost, energy_costs, resolve_site
 
-__all__ = ["site_kpis"]
+__all__ = ["StepKpis", "site_kpis", "step_kpis"]
 
 _STORAGE = ("storage",)
 
@@ -49,20 +59,16 @@ def site_kpis(request: ScheduleRequest | dict[str, Any], result: dict[str, Any])
     parsed = parse_request(request)
     inputs = resolve_site(parsed)
     dt = inputs.horizon.dt
-    kinds = {d["name"]: d["type"] for d in result["devices"]}
     powers = {d["name"]: np.asarray(d["power"]["values"], float) for d in result["devices"]}
     energy = energy_cost(inputs, powers, np.asarray(result["site"]["power"]["values"], float))
-    baseline_request = _price_blind(parsed, inputs.consumption_price)
-    baseline = SiteProblem(baseline_request).solve().to_json()
+    baseline = _baseline(parsed, inputs)
     base_powers = {d["name"]: np.asarray(d["power"]["values"], float) for d in baseline["devices"]}
     baseline_cost = energy_cost(
         inputs, base_powers, np.asarray(baseline["site"]["power"]["values"], float)
     )
     site = np.asarray(result["site"]["power"]["values"], float)
     imports, exports = np.maximum(site, 0.0), np.maximum(-site, 0.0)
-    production = dt * float(np.maximum(-inputs.inflexible, 0.0).sum()) + dt * sum(
-        float(np.maximum(-p, 0.0).sum()) for n, p in powers.items() if kinds[n] == "generation"
-    )
+    production = float(_production_steps(inputs, result, powers).sum())
     consumption = dt * float(np.maximum(inputs.inflexible, 0.0).sum())
     for entry in result["devices"]:
         p = powers[entry["name"]]
@@ -72,11 +78,10 @@ def site_kpis(request: ScheduleRequest | dict[str, Any], result: dict[str, Any])
         elif entry["type"] != "generation":
             consumption += dt * float(np.maximum(p, 0.0).sum())
     imported, exported = dt * float(imports.sum()), dt * float(exports.sum())
-    cost = result.get("cost", {})
-    return {
-        "energy-cost": {"value": round(energy, 9), "unit": "EUR"},
-        "baseline-cost": {"value": round(baseline_cost, 9), "unit": "EUR"},
-        "savings": {"value": round(baseline_cost - energy, 9), "unit": "EUR"},
+    kpis: dict[str, Any] = {
+        "energy-cost": {"value": round(energy, 9), "unit": inputs.cost_unit},
+        "baseline-cost": {"value": round(baseline_cost, 9), "unit": inputs.cost_unit},
+        "savings": {"value": round(baseline_cost - energy, 9), "unit": inputs.cost_unit},
         "import": {"value": round(imported, 9), "unit": "kWh"},
         "export": {"value": round(exported, 9), "unit": "kWh"},
         "production": {"value": round(production, 9), "unit": "kWh"},
@@ -85,8 +90,44 @@ def site_kpis(request: ScheduleRequest | dict[str, Any], result: dict[str, Any])
         "self-sufficiency": _share(consumption - imported, consumption),
         "peak-import": {"value": round(float(imports.max(initial=0.0)), 9), "unit": "kW"},
         "peak-export": {"value": round(float(exports.max(initial=0.0)), 9), "unit": "kW"},
-        "penalties": {k: v for k, v in cost.items() if k not in ("value", "unit", "energy")},
+        "penalties": _penalties(result),
     }
+    if inputs.co2 is not None:
+        kpis |= _co2_kpis(
+            float(_emissions(inputs, site).sum()),
+            float(_emissions(inputs, _site_power(baseline)).sum()),
+        )
+    return kpis
+
+
+def _penalties(result: dict[str, Any]) -> dict[str, Any]:
+    cost = result.get("cost", {})
+    return {k: v for k, v in cost.items() if k not in ("value", "unit", "energy")}
+
+
+def _co2_kpis(emissions: float, baseline: float) -> dict[str, Any]:
+    return {
+        "emissions": {"value": round(emissions, 9), "unit": "kg"},
+        "baseline-emissions": {"value": round(baseline, 9), "unit": "kg"},
+        "emissions-savings": {"value": round(baseline - emissions, 9), "unit": "kg"},
+    }
+
+
+def _site_power(result: dict[str, Any]) -> np.ndarray:
+    return np.asarray(result["site"]["power"]["values"], float)
+
+
+def _emissions(inputs: SiteInputs, site_power: np.ndarray) -> np.ndarray:
+    """kg of CO2 per step of the grid import of ``site_power`` (vpp/co2.py's definition)."""
+    if inputs.co2 is None:
+        return np.zeros_like(site_power)
+    result: np.ndarray = inputs.horizon.dt * inputs.co2.intensity * np.maximum(site_power, 0.0)
+    return result
+
+
+def _baseline(parsed: ScheduleRequest, inputs: SiteInputs) -> dict[str, Any]:
+    """The price-blind schedule's result JSON (the module docstring's baseline)."""
+    return SiteProblem(_price_blind(parsed, inputs.consumption_price)).solve().to_json()
 
 
 def _share(part: float, whole: float) -> float | None:
@@ -103,6 +144,89 @@ def _price_blind(parsed: ScheduleRequest, price: np.ndarray) -> ScheduleRequest:
         d.model_copy(update={"consumption_price": None, "production_price": None})
         for d in parsed.flex_model
     ]
-    return parsed.model_copy(
-        update={"flex_context": parsed.flex_context.merged(prices), "flex_model": devices}
+    context = parsed.flex_context.merged(prices).model_copy(update={"co2_price": None})
+    return parsed.model_copy(update={"flex_context": context, "flex_model": devices})
+
+
+@dataclass(frozen=True)
+class StepKpis:
+    """A site schedule's KPIs per step (energies in kWh, costs in ``cost_unit``, powers in
+    kW, emissions in kg), so that a report over a period can count some of its steps."""
+
+    start: datetime
+    resolution: timedelta
+    cost_unit: str
+    energy_cost: np.ndarray
+    baseline_cost: np.ndarray
+    imports: np.ndarray  # kWh
+    exports: np.ndarray
+    production: np.ndarray
+    consumption: np.ndarray
+    import_power: np.ndarray  # kW
+    export_power: np.ndarray
+    emissions: np.ndarray | None  # kg; None without co2-intensity
+    baseline_emissions: np.ndarray | None
+    penalties: dict[str, Any]
+
+    @property
+    def steps(self) -> int:
+        return int(self.energy_cost.size)
+
+
+def step_kpis(request: ScheduleRequest | dict[str, Any], result: dict[str, Any]) -> StepKpis:
+    """The module docstring's quantities per step of ``result`` (a site's schedule JSON).
+
+    A storage device's consumption per step is its intake less the rise of its SoC in that
+    step, ``max(0, dt * p[t] - (soc[t+1] - soc[t]))``: summed over every step it is at least
+    :func:`site_kpis`' (equal when no step gives back more than it took, as losses never do).
+    """
+    parsed = parse_request(request)
+    inputs = resolve_site(parsed)
+    dt = inputs.horizon.dt
+    powers = {d["name"]: np.asarray(d["power"]["values"], float) for d in result["devices"]}
+    site = _site_power(result)
+    baseline = _baseline(parsed, inputs)
+    base_powers = {d["name"]: np.asarray(d["power"]["values"], float) for d in baseline["devices"]}
+    co2 = inputs.co2 is not None
+    return StepKpis(
+        start=inputs.horizon.start,
+        resolution=inputs.horizon.resolution,
+        cost_unit=inputs.cost_unit,
+        energy_cost=energy_costs(inputs, powers, site),
+        baseline_cost=energy_costs(inputs, base_powers, _site_power(baseline)),
+        imports=dt * np.maximum(site, 0.0),
+        exports=dt * np.maximum(-site, 0.0),
+        production=_production_steps(inputs, result, powers),
+        consumption=_consumption_steps(inputs, result, powers),
+        import_power=np.maximum(site, 0.0),
+        export_power=np.maximum(-site, 0.0),
+        emissions=_emissions(inputs, site) if co2 else None,
+        baseline_emissions=_emissions(inputs, _site_power(baseline)) if co2 else None,
+        penalties=_penalties(result),
     )
+
+
+def _production_steps(
+    inputs: SiteInputs, result: dict[str, Any], powers: dict[str, np.ndarray]
+) -> np.ndarray:
+    dt = inputs.horizon.dt
+    out = dt * np.maximum(-inputs.inflexible, 0.0)
+    for entry in result["devices"]:
+        if entry["type"] == "generation":
+            out = out + dt * np.maximum(-powers[entry["name"]], 0.0)
+    return np.asarray(out, float)
+
+
+def _consumption_steps(
+    inputs: SiteInputs, result: dict[str, Any], powers: dict[str, np.ndarray]
+) -> np.ndarray:
+    dt = inputs.horizon.dt
+    out = dt * np.maximum(inputs.inflexible, 0.0)
+    for entry in result["devices"]:
+        p = powers[entry["name"]]
+        if entry["type"] in _STORAGE and "soc" in entry:
+            rise = np.diff(np.asarray(entry["soc"]["values"], float))
+            out = out + np.maximum(dt * p - rise, 0.0)
+        elif entry["type"] != "generation":
+            out = out + dt * np.maximum(p, 0.0)
+    return np.asarray(out, float)

@@ -68,6 +68,7 @@ __all__ = [
     "SiteProblem",
     "SiteSchedule",
     "energy_cost",
+    "energy_costs",
     "resolve_site",
     "schedule",
     "validate_site_request",
@@ -849,15 +850,24 @@ def _of(family: str, device: str | None) -> str:
 def energy_cost(inputs: SiteInputs, powers: dict[str, np.ndarray], site_power: np.ndarray) -> float:
     """The energy cost of a schedule (EUR, or kg when steering on CO2): devices with their own
     prices settled at those, the rest of the site's power at the site's prices."""
+    return float(energy_costs(inputs, powers, site_power).sum())
+
+
+def energy_costs(
+    inputs: SiteInputs, powers: dict[str, np.ndarray], site_power: np.ndarray
+) -> np.ndarray:
+    """:func:`energy_cost` per step: what each step of the schedule costs (a period report
+    counts only some steps of a schedule, vpp/reports.py)."""
     dt = inputs.horizon.dt
     settled = site_power.copy()
-    cost = 0.0
+    cost = np.zeros_like(settled, dtype=float)
     for spec, common, _ in inputs.devices:
         if common.own_prices:
             p = powers[spec.label]
             settled -= p
-            cost += _energy_cost(p, common.consumption_price, common.production_price, dt)
-    return cost + _energy_cost(settled, inputs.consumption_price, inputs.production_price, dt)
+            cost += _energy_costs(p, common.consumption_price, common.production_price, dt)
+    cost += _energy_costs(settled, inputs.consumption_price, inputs.production_price, dt)
+    return cost
 
 
 def _energy_cost(
@@ -866,9 +876,19 @@ def _energy_cost(
     production_price: np.ndarray | None,
     dt: float,
 ) -> float:
+    return float(_energy_costs(power, consumption_price, production_price, dt).sum())
+
+
+def _energy_costs(
+    power: np.ndarray,
+    consumption_price: np.ndarray | None,
+    production_price: np.ndarray | None,
+    dt: float,
+) -> np.ndarray:
     cp = np.zeros_like(power) if consumption_price is None else consumption_price
     pp = cp if production_price is None else production_price
-    return float(dt * (cp @ np.maximum(power, 0.0) - pp @ np.maximum(-power, 0.0)))
+    result: np.ndarray = dt * (cp * np.maximum(power, 0.0) - pp * np.maximum(-power, 0.0))
+    return result
 
 
 def validate_site_request(request: ScheduleRequest | dict[str, Any]) -> SiteInputs:

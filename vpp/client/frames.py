@@ -19,7 +19,10 @@ __all__ = [
     "is_portfolio",
     "iso",
     "iso_duration",
+    "kpi_frame",
+    "period_frame",
     "power_frame",
+    "report_frame",
     "result_of",
     "series_payload",
     "soc_frame",
@@ -204,3 +207,53 @@ def soc_frame(result: Mapping[str, Any], tz: Any = None) -> pd.DataFrame:
     if is_portfolio(result) and columns:
         frame.columns = pd.MultiIndex.from_tuples(list(columns), names=["site", "device"])
     return frame.tz_convert(tz) if tz is not None else frame
+
+
+def kpi_frame(rows: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """KPIs as a table: one row per entry of ``rows`` (a name: its KPIs as a report gives
+    them), one column per KPI holding its number (a quantity's ``value``; a share as is;
+    the ``penalties`` summed into ``penalties``). ``attrs["units"]``: each column's unit."""
+    units: dict[str, str] = {}
+    table: dict[str, dict[str, float]] = {}
+    for name, kpis in rows.items():
+        table[name] = {}
+        for key, kpi in kpis.items():
+            if key == "penalties":
+                table[name][key] = float(sum(kpi.values()))
+                units.setdefault(key, "EUR")
+            elif isinstance(kpi, Mapping):
+                table[name][key] = math.nan if kpi["value"] is None else float(kpi["value"])
+                units.setdefault(key, str(kpi["unit"]))
+            else:
+                table[name][key] = math.nan if kpi is None else float(kpi)
+                units.setdefault(key, "" if key == "co2-steps" else "share")
+    frame = pd.DataFrame.from_dict(table, orient="index", dtype=float)
+    frame.index.name = "site"
+    frame.attrs["units"] = units
+    return frame
+
+
+def period_frame(report: Mapping[str, Any]) -> pd.DataFrame:
+    """A period report (``GET /api/v1/reports``) as a table: one row per site (by its
+    ``label``: its name, with its key where two share one) and ``"total"``; KPI columns
+    (:func:`kpi_frame`), ``hours`` and ``jobs`` (how many jobs count)."""
+    rows = {s["label"]: s["kpis"] for s in report["sites"]}
+    frame = kpi_frame({**rows, "total": report["total"]})
+    frame["hours"] = [
+        *(float(s["hours"]) for s in report["sites"]),
+        float(sum(s["hours"] for s in report["sites"])),
+    ]
+    frame["jobs"] = [
+        *(len(s["jobs"]) for s in report["sites"]),
+        len({j for s in report["sites"] for j in s["jobs"]}),
+    ]
+    frame.attrs["start"], frame.attrs["end"] = report["start"], report["end"]
+    return frame
+
+
+def report_frame(report: Mapping[str, Any]) -> pd.DataFrame:
+    """A job's report (``GET /api/v1/scheduling-job/{id}/report``) as a table: the row
+    ``"site"`` for a site job; each site and ``"portfolio"`` for a portfolio job."""
+    if "site" in report:
+        return kpi_frame({"site": report["site"]})
+    return kpi_frame({**report["sites"], "portfolio": report["portfolio"]})

@@ -20,7 +20,8 @@ from vpp.client.errors import (
     JobTimeoutError,
     VppApiError,
 )
-from vpp.client.frames import iso, series_payload, steps, timestamp
+from vpp.client.frames import iso, period_frame, series_payload, steps, timestamp
+from vpp.client.frames import report_frame as report_frame_of
 from vpp.client.progress import ProgressBar
 from vpp.client.protocol import (
     API_PREFIX,
@@ -63,6 +64,8 @@ __all__ = [
     "portfolio",
     "portfolios",
     "report",
+    "report_frame",
+    "reports",
     "revoke_flex_offer",
     "schedule",
     "send_d_prognosis",
@@ -654,6 +657,29 @@ def bid_curves(
     return (yield from _object(post("/bid-curves", body)))
 
 
+def reports(
+    start: datetime | str,
+    end: datetime | str,
+    *,
+    site: int | None = None,
+    portfolio: int | None = None,
+) -> Op[pd.DataFrame]:
+    """KPIs over ``[start, end)`` (docs/reports.md) as a DataFrame: one row per site and
+    ``"total"``, a column per KPI (units in ``attrs["units"]``), ``hours`` and ``jobs``.
+    ``site`` or ``portfolio``: only that stored site, or that portfolio's sites."""
+    first, last = timestamp(start, "start"), timestamp(end, "end")
+    params = list_params(None, None, start=first.isoformat(), end=last.isoformat(), site=site,
+                         portfolio=portfolio)  # fmt: skip
+    body = yield from _object(get("/reports", params))
+    return period_frame(body)
+
+
+def report_frame(job_id: str) -> Op[pd.DataFrame]:
+    """:meth:`report` as a DataFrame: the row ``"site"``, or each site and ``"portfolio"``."""
+    body = yield from report(job_id)
+    return report_frame_of(body)
+
+
 def _when(value: datetime | str) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
@@ -667,5 +693,6 @@ METHODS = (
     delete_annotation, import_holidays, report, headroom,
     forecast, forecasting_job,
     bid_curves,
+    reports, report_frame,
 )
 """Every operation that is a client method of the same name."""

@@ -233,6 +233,8 @@ class Client:
     forecast = _sync(ops.forecast)
     forecasting_job = _sync(ops.forecasting_job)
     bid_curves = _sync(ops.bid_curves)
+    reports = _sync(ops.reports)
+    report_frame = _sync(ops.report_frame)
 
 
 class AsyncClient:
@@ -316,6 +318,8 @@ class AsyncClient:
     forecast = _async(ops.forecast)
     forecasting_job = _async(ops.forecasting_job)
     bid_curves = _async(ops.bid_curves)
+    reports = _async(ops.reports)
+    report_frame = _async(ops.report_frame)
 
 
 def what_if(
