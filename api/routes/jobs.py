@@ -29,6 +29,7 @@ __all__ = [
     "JobStatus",
     "Json",
     "delete_job",
+    "expand_portfolio",
     "get_job",
     "list_jobs",
     "post_portfolio",
