@@ -11,8 +11,9 @@
   before ``now``;
 * the storages' power already ordered by earlier plans (``commit - 1`` steps ahead) held as
   ``power-fixed``;
-* a site warm-started from the previous plan (:meth:`vpp.site.SiteProblem.warm_start`); a
-  portfolio solved centralised (one exact model of all its sites, docs/portfolio.md).
+* warm-started from the previous plan (:meth:`vpp.site.SiteProblem.warm_start`; a
+  portfolio is solved centralised, one exact model of all its sites, docs/portfolio.md,
+  and warm-started the same way, :meth:`vpp.portfolio.CentralisedPortfolio.warm_start`).
 
 Each plan is stored as a finished ``storage`` job of the site (a ``portfolio`` job with
 each site's rows), exactly as a REST job's (:mod:`actors.job_service`), so the dashboard,
@@ -86,7 +87,7 @@ class Replanner:
 
     sessions: sessionmaker[Session]
     plan: Replanning
-    previous: SiteProblem | None = None
+    previous: SiteProblem | CentralisedPortfolio | None = None
     previous_result: dict[str, Any] | None = None
     previous_start: datetime | None = None
     jobs: list[str] = field(default_factory=list)
@@ -103,13 +104,17 @@ class Replanner:
             request = self._request(session, start)
             self._measured_soc(session, request, now)
         self._hold_ordered(request, start)
+        previous = self._warm(start)
+        problem: SiteProblem | CentralisedPortfolio
         if self.plan.portfolio_id is None:
-            problem: SiteProblem | None = replan(request, self._warm(start))
-            assert problem is not None
+            assert previous is None or isinstance(previous, SiteProblem)
+            problem = replan(request, previous)
             result = problem.schedule_of_last().to_json()
-        else:  # centralised: one exact model of every site (docs/portfolio.md); no warm start
-            problem = None
-            result = CentralisedPortfolio(validate_portfolio(request)).solve().to_json()
+        else:  # centralised: one exact model of every site (docs/portfolio.md)
+            problem = CentralisedPortfolio(validate_portfolio(request))
+            if isinstance(previous, CentralisedPortfolio):
+                problem.warm_start(previous, 1)
+            result = problem.solve().to_json()
         job_id = self._store(request, result)
         self.previous, self.previous_result, self.previous_start = problem, result, start
         self.jobs.append(job_id)
@@ -197,7 +202,7 @@ class Replanner:
                 for i, value in enumerate(powers[name][shift : self.plan.commit])
             ]
 
-    def _warm(self, start: datetime) -> SiteProblem | None:
+    def _warm(self, start: datetime) -> SiteProblem | CentralisedPortfolio | None:
         """The previous plan when it was one ISP before (a warm start shifts by one)."""
         if self.previous_start is None or start - self.previous_start != self.plan.resolution:
             return None

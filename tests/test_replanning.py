@@ -19,6 +19,7 @@ from store import make_engine, session_factory, upgrade
 from store import repository as repo
 from store.tables import Schedule
 from vpp.errors import RequestValidationError
+from vpp.portfolio import CentralisedPortfolio, validate_portfolio
 from vpp.site import SiteProblem
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -223,7 +224,8 @@ def test_a_stored_portfolio_is_re_planned(
         timedelta(hours=2), portfolio_id=portfolio_id,
         target={"type": "congestion", "max-consumption": "10 kW"},
     )  # fmt: skip
-    job_id = Replanner(sessions, plan).tick(T0)
+    replanner = Replanner(sessions, plan)
+    job_id = replanner.tick(T0)
     assert job_id is not None
     request, result = _job(sessions, job_id)
     socs = {e["id"]: e["flex-model"][0]["soc-at-start"] for e in request["sites"]}
@@ -233,6 +235,16 @@ def test_a_stored_portfolio_is_re_planned(
     with sessions.begin() as session:
         rows = session.scalars(select(Schedule).where(Schedule.job_id == job_id)).all()
         assert {r.site_id for r in rows} == {home["site"], twin_id}  # under the stored sites
+    # the next ISP, warm-started from this plan: the optimum of a cold solve of its request
+    _measure(sessions, home["soc"], T0 + Q, 0.4)
+    _measure(sessions, soc_b_id, T0 + Q, 1.75)
+    following = replanner.tick(T0 + Q)
+    assert following is not None
+    request, result = _job(sessions, following)
+    cold = CentralisedPortfolio(validate_portfolio(request)).solve().to_json()
+    assert result["portfolio"]["cost"]["value"] == pytest.approx(
+        cold["portfolio"]["cost"]["value"], abs=1e-9
+    )
     with pytest.raises(RequestValidationError) as caught:
         Replanning(home["site"], {}, portfolio_id=portfolio_id)
     assert caught.value.issues[0].field == "site"

@@ -78,6 +78,18 @@ class Exclusivity:
             if name == device
         ]
 
+    def carry_over(self, model: LinearModel, previous: Exclusivity, steps: int, n: int) -> None:
+        """Binaries at the times ``previous`` (the same model ``steps`` earlier, over ``n``
+        steps) had them: a warm start skips the LP rounds that would find them again."""
+        for name in {name for _a, _b, name in self.pairs}:
+            mine = [(a, b) for a, b, label in self.pairs if label == name]
+            for (a, b), then in zip(mine, previous.steps_of(name), strict=False):
+                now = then - steps
+                now = now[(now >= 0) & (now < n)]
+                now = np.array([t for t in now if (int(a[0]), int(t)) not in self.done], int)
+                if now.size:
+                    self.add_binaries(model, a, b, now, name)
+
     def implied(self, x: np.ndarray) -> None:
         """Set each binary in ``x`` to what the continuous columns in ``x`` imply: 1 where
         the first column of its pair is positive, else 0 (a start for the solver)."""

@@ -517,6 +517,7 @@ class CentralisedPortfolio:
         check_congestion(self.request.horizon, [p.power_range() for p in self.sites], self.target)
         self._add_target()
         self.last_solution: Solution | None = None
+        self._warm: tuple[LinearModel, np.ndarray, int] | None = None  # see warm_start
 
     def power_terms(self) -> list[Term]:
         """The summed site power ``S[t]`` as row terms (one row per step)."""
@@ -543,6 +544,17 @@ class CentralisedPortfolio:
                 [self.cost, t.dt * t.deviation_price, t.dt * t.deviation_price]
             )
 
+    def warm_start(self, previous: CentralisedPortfolio, steps: int) -> None:
+        """Start from ``previous``'s solution ``steps`` later (rolling-horizon re-planning,
+        :mod:`api.replanning`): its charge/discharge binaries up front, its shifted solution
+        as HiGHS' start where the model has integer columns (as
+        :meth:`vpp.site.SiteProblem.warm_start`)."""
+        if previous.last_solution is None:
+            return
+        n = self.request.horizon.steps
+        self.exclusive.carry_over(self.model, previous.exclusive, steps, n)
+        self._warm = (previous.model, previous.last_solution.x, steps)
+
     def solve(self, time_limit: float | None = None) -> PortfolioResult:
         """The exact optimum; with ``time_limit`` (seconds) a MILP that hits it returns its
         incumbent (status ``time-limited``, its MIP gap reported), and a solve with no
@@ -557,6 +569,11 @@ class CentralisedPortfolio:
         for _ in range(self.request.horizon.steps + 1):
             left = limit - (time.monotonic() - started)
             solver.highs.setOptionValue("time_limit", max(left, 1e-3))
+            if self._warm is not None and self.model.integrality().any():
+                model, x, steps = self._warm
+                start = self.model.shifted_start(model, x, steps)
+                self.exclusive.implied(start)
+                solver.set_start(start)
             try:
                 solution = solver.solve()
             except SolverError as err:

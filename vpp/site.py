@@ -546,14 +546,9 @@ class SiteProblem:
         device ``previous`` lacks starts from 0."""
         if previous.last_x is None:
             return
-        for name in {name for _a, _b, name in self.charge_discharge.pairs}:
-            mine = [(a, b) for a, b, n in self.charge_discharge.pairs if n == name]
-            theirs = previous.charge_discharge.steps_of(name)
-            for (a, b), steps_then in zip(mine, theirs, strict=False):
-                now = steps_then - steps
-                now = now[(now >= 0) & (now < self.horizon.steps)]
-                if now.size:
-                    self.charge_discharge.add_binaries(self.model, a, b, now, name)
+        self.charge_discharge.carry_over(
+            self.model, previous.charge_discharge, steps, self.horizon.steps
+        )
         self._warm = (previous.model, previous.last_x, steps)
 
     def _pass_warm_start(self) -> None:
