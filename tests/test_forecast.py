@@ -13,8 +13,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from vpp.errors import RequestValidationError
 from vpp.forecast import MODEL, NAIVE, Forecast, backtest, evaluate, forecast, seasonal_naive
 from vpp.solar import TMY3_FILES, pv_power
 
+DOC = Path(__file__).resolve().parent.parent / "docs" / "forecasting.md"
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 T0 = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday
@@ -431,3 +435,31 @@ def test_vpp_forecast_backtest_refuses_bad_input_by_name(
     assert "error: csv: needs two columns" in capsys.readouterr().err
     assert main(["forecast", "backtest", "--coverage", "2"]) == 2
     assert "error: coverage: must be in (0, 1)" in capsys.readouterr().err
+
+
+# -- the worked examples of docs/forecasting.md ------------------------------------------------
+
+
+def doc_examples() -> list[tuple[str, str]]:
+    """Each python block of docs/forecasting.md with the output block after it."""
+    text = DOC.read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```\n.*?```\n(.*?)```", text, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_the_worked_examples_print_what_the_doc_says(index: int) -> None:
+    code, expected = doc_examples()[index]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, f"docs/forecasting.md example {index}", "exec"), {})
+    assert printed.getvalue() == expected
+
+
+def test_the_doc_shows_the_backtest_command_output() -> None:
+    """The figures of `vpp forecast backtest` quoted in the doc are what the library gives
+    for the same backtest (the command itself runs in test_vpp_forecast_backtest_on_a_csv)."""
+    text = DOC.read_text(encoding="utf-8")
+    result = backtest(pv_power(), horizon=DAY, folds=48, step=7 * DAY)
+    for name, s in ((MODEL, result.model), (NAIVE, result.naive)):
+        row = f"{name:<20}{s.mae:>10.4f}{s.rmse:>10.4f}{s.coverage:>10.1%}{s.n:>8d}"
+        assert row in text
