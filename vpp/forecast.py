@@ -172,10 +172,9 @@ def forecast(
     ``history``: values on a regular, timezone-aware index of step ``resolution`` (NaN for
     missing values, which are not learnt from). ``start``: the first forecast step, after the
     last observed one and on its grid. ``coverage``: the probability the interval is meant to
-    hold, in (0, 1). ``country``: an ISO 3166 code (optionally ``"NL-..."`` style
-    subdivisions are not parsed) whose public holidays, from the ``holidays`` package, are
-    holidays; ``holidays``: more holiday dates (e.g. a site's holiday annotations). Dates are
-    taken in the timezone of ``history``'s index.
+    hold, in (0, 1). ``country``: an ISO 3166-1 code such as ``"NL"`` whose public holidays,
+    from the ``holidays`` package, are holidays; ``holidays``: more holiday dates (e.g. a
+    site's holiday annotations). Dates are taken in the timezone of ``history``'s index.
 
     Needs at least the weekly lag plus one day of history to learn from (8 days when the
     horizon is within a day). Raises :class:`~vpp.errors.RequestValidationError` naming the
@@ -284,7 +283,7 @@ def _mean_of_daily_lags(
     return mean
 
 
-def _fit_predict(train: np.ndarray, target: np.ndarray, future: np.ndarray, q: float) -> Any:
+def _fit_predict(train: np.ndarray, target: np.ndarray, future: np.ndarray, q: float) -> np.ndarray:
     """One quantile regressor, fitted on ``(train, target)``, predicting ``future``."""
     data = lightgbm.Dataset(train, label=target, feature_name=list(FEATURES), free_raw_data=True)
     booster = lightgbm.train({**PARAMS, "alpha": q}, data, num_boost_round=ROUNDS)
@@ -320,9 +319,12 @@ def _as_date(value: object, field: str) -> date:
 
 
 def _is_holiday(local: pd.DatetimeIndex, calendar: frozenset[date]) -> np.ndarray:
+    """1.0 where the local date is in ``calendar``, else 0.0 (compared as numpy days)."""
     if not calendar:
         return np.zeros(len(local))
-    return np.fromiter((d in calendar for d in local.date), dtype=float, count=len(local))
+    days = local.tz_localize(None).to_numpy().astype("datetime64[D]")
+    listed = np.array(sorted(calendar), dtype="datetime64[D]")
+    return np.isin(days, listed).astype(float)
 
 
 # -- the baseline ------------------------------------------------------------------------------
