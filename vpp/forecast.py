@@ -10,13 +10,18 @@ Each regressor minimises the pinball loss of its quantile ``q`` over the trainin
 ``L_q(y, f) = max(q (y - f), (q - 1) (y - f))``, so its prediction estimates the conditional
 ``q``-quantile of the value given the features. The features of the value at time ``t``:
 
-- calendar: the time of day (minutes since local midnight), the day of the week (0 = Monday)
-  and a holiday flag (the local date of ``t`` is a holiday of ``country`` in the ``holidays``
-  package, or one of the ``holidays`` dates passed in);
+- calendar: the time of day (minutes since local midnight), the day type (the day of the
+  week, 0 = Monday, with holidays as Sundays, 6) and a holiday flag (the local date of ``t``
+  is a holiday of ``country`` in the ``holidays`` package, or one of the ``holidays`` dates
+  passed in);
 - seasonal lags: ``y[t - D]`` and ``y[t - W]`` with ``D`` one day and ``W`` one week, each
   pushed back by whole days (weeks) until it lies in the history for *every* forecast step
   (``D = ceil(g / 1 day) days``, ``W = ceil(g / 1 week) weeks`` where ``g`` is the span from
-  the last observed step to the last forecast step), and the holiday flag of ``t - D``.
+  the last observed step to the last forecast step); the mean of ``y[t - D - k days]`` over
+  ``k = 0 .. 6``; the value on the latest day, ``D`` or more back, of ``t``'s day type (its
+  weekday, a holiday counting as a Sunday: a holiday is forecast from the last Sunday or
+  holiday, which trees could not learn from a handful of holidays alone); and the holiday
+  flag of ``t - D``.
 
 As every lag of every forecast step is an observed value, the forecast of all steps is
 *direct*: one prediction per step, no recursion on predicted values, so errors do not
@@ -69,28 +74,31 @@ MODEL = "lightgbm-quantile"  # Forecast.model of forecast()
 NAIVE = "seasonal-naive"  # Forecast.model of seasonal_naive()
 FEATURES = (
     "minute_of_day",
-    "day_of_week",
+    "day_type",
     "holiday",
     "lag_day",
     "lag_week",
     "mean_week_of_day_lags",
+    "lag_same_day_type",
     "holiday_lag_day",
 )
+SUNDAY = 6.0  # the day type of a holiday
 RECENT_DAYS = 7  # the daily lags averaged in "mean_week_of_day_lags"
-# Few, shallow-ish trees: the features are few and the series seasonal; this keeps a year of
-# hourly data (8,760 rows) well under a second per quantile on one thread.
+# Small trees, slow learning, at least 50 rows a leaf: quantile trees fitted in-sample overfit
+# (intervals too narrow) with less. A year of hourly data (8,760 rows) takes well under a
+# second per quantile on one thread.
 PARAMS: dict[str, Any] = {
     "objective": "quantile",
-    "learning_rate": 0.05,
+    "learning_rate": 0.03,
     "num_leaves": 15,
-    "min_data_in_leaf": 20,
+    "min_data_in_leaf": 50,
     "deterministic": True,
     "force_col_wise": True,
     "num_threads": 1,
     "seed": 0,
     "verbosity": -1,
 }
-ROUNDS = 200
+ROUNDS = 300
 
 
 @dataclass(frozen=True)
@@ -164,10 +172,9 @@ def forecast(
     ``history``: values on a regular, timezone-aware index of step ``resolution`` (NaN for
     missing values, which are not learnt from). ``start``: the first forecast step, after the
     last observed one and on its grid. ``coverage``: the probability the interval is meant to
-    hold, in (0, 1). ``country``: an ISO 3166 code (optionally ``"NL-..."`` style
-    subdivisions are not parsed) whose public holidays, from the ``holidays`` package, are
-    holidays; ``holidays``: more holiday dates (e.g. a site's holiday annotations). Dates are
-    taken in the timezone of ``history``'s index.
+    hold, in (0, 1). ``country``: an ISO 3166-1 code such as ``"NL"`` whose public holidays,
+    from the ``holidays`` package, are holidays; ``holidays``: more holiday dates (e.g. a
+    site's holiday annotations). Dates are taken in the timezone of ``history``'s index.
 
     Needs at least the weekly lag plus one day of history to learn from (8 days when the
     horizon is within a day). Raises :class:`~vpp.errors.RequestValidationError` naming the
@@ -224,16 +231,40 @@ def _features(
     """The feature matrix (columns in :data:`FEATURES` order) of the values at ``times``."""
     day_lag, week_lag = lags
     local = times.tz_convert(pd.DatetimeIndex(history.index).tz)
+    holiday = _is_holiday(local, calendar)
     columns = [
         (local.hour * 60 + local.minute).to_numpy(dtype=float),
-        local.day_of_week.to_numpy(dtype=float),
-        _is_holiday(local, calendar),
+        _day_type(local, calendar),
+        holiday,
         history.reindex(times - day_lag).to_numpy(dtype=float),
         history.reindex(times - week_lag).to_numpy(dtype=float),
         _mean_of_daily_lags(history, times, day_lag),
+        _same_day_type_lag(history, local, day_lag, calendar),
         _is_holiday(local - day_lag, calendar),
     ]
     return np.column_stack(columns)
+
+
+def _day_type(local: pd.DatetimeIndex, calendar: frozenset[date]) -> np.ndarray:
+    """The day of the week (0 = Monday), a holiday counting as a Sunday (6)."""
+    weekday = local.day_of_week.to_numpy(dtype=float)
+    return np.where(_is_holiday(local, calendar) > 0, SUNDAY, weekday)
+
+
+def _same_day_type_lag(
+    history: pd.Series, local: pd.DatetimeIndex, day_lag: timedelta, calendar: frozenset[date]
+) -> np.ndarray:
+    """``y[t - k days]`` for the least ``k >= D / 1 day`` (up to two weeks further) whose day
+    has ``t``'s day type: last Sunday's (or holiday's) value for a holiday, the same weekday's
+    otherwise, skipping holidays. NaN when there is none."""
+    wanted = _day_type(local, calendar)
+    values = np.full(len(local), np.nan)
+    for k in range(day_lag // DAY, day_lag // DAY + 2 * RECENT_DAYS):
+        earlier = local - DAY * k
+        lookup = history.reindex(earlier).to_numpy(dtype=float)
+        fill = np.isnan(values) & (_day_type(earlier, calendar) == wanted) & ~np.isnan(lookup)
+        values[fill] = lookup[fill]
+    return values
 
 
 def _mean_of_daily_lags(
@@ -252,7 +283,7 @@ def _mean_of_daily_lags(
     return mean
 
 
-def _fit_predict(train: np.ndarray, target: np.ndarray, future: np.ndarray, q: float) -> Any:
+def _fit_predict(train: np.ndarray, target: np.ndarray, future: np.ndarray, q: float) -> np.ndarray:
     """One quantile regressor, fitted on ``(train, target)``, predicting ``future``."""
     data = lightgbm.Dataset(train, label=target, feature_name=list(FEATURES), free_raw_data=True)
     booster = lightgbm.train({**PARAMS, "alpha": q}, data, num_boost_round=ROUNDS)
@@ -288,9 +319,12 @@ def _as_date(value: object, field: str) -> date:
 
 
 def _is_holiday(local: pd.DatetimeIndex, calendar: frozenset[date]) -> np.ndarray:
+    """1.0 where the local date is in ``calendar``, else 0.0 (compared as numpy days)."""
     if not calendar:
         return np.zeros(len(local))
-    return np.fromiter((d in calendar for d in local.date), dtype=float, count=len(local))
+    days = local.tz_localize(None).to_numpy().astype("datetime64[D]")
+    listed = np.array(sorted(calendar), dtype="datetime64[D]")
+    return np.isin(days, listed).astype(float)
 
 
 # -- the baseline ------------------------------------------------------------------------------
