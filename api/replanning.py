@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,7 +37,7 @@ from actors.job_service import record_portfolio_job, store_outcome
 from api.references import AccountScope, expand_site
 from api.routes.jobs import expand_portfolio
 from store import repository as repo
-from vpp.errors import RequestValidationError
+from vpp.errors import RequestValidationError, VppError
 from vpp.mpc import replan
 from vpp.portfolio import CentralisedPortfolio, validate_portfolio
 from vpp.site import SiteProblem
@@ -121,13 +121,53 @@ class Replanner:
         logger.info("%s re-planned from %s: job %s", self._what(), start, job_id)
         return job_id
 
-    def run(self, stop: threading.Event, clock: Any = None) -> None:
-        """Tick now and at every ISP boundary until ``stop`` is set."""
+    def run(
+        self,
+        stop: threading.Event,
+        clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
+        """Tick now and at every ISP boundary until ``stop`` is set (``clock`` and ``sleep``:
+        the wall clock and ``stop.wait`` unless given). An ISP that cannot be planned (a
+        domain error: no measurement, an infeasible request...) is stored as a failed job
+        naming the cause, and the next ISP is planned again; any other exception ends the
+        loop."""
         now = clock or (lambda: datetime.now(UTC))
+        pause = sleep or stop.wait
         while not stop.is_set():
-            self.tick(now())
-            following = _floor(now(), self.plan.resolution) + self.plan.resolution
-            stop.wait(max((following - now()).total_seconds(), 0.0))
+            moment = now()
+            try:
+                self.tick(moment)
+            except VppError as err:  # no plan for this ISP: a failed job says why; next ISP
+                self._fail(moment, err)
+            following = _floor(moment, self.plan.resolution) + self.plan.resolution
+            pause(max((following - now()).total_seconds(), 0.0))
+
+    def _fail(self, now: datetime, err: VppError) -> None:
+        """Store the ISP's failure as a failed job (its request: what was asked)."""
+        start = _floor(now, self.plan.resolution)
+        body = {
+            "start": start.isoformat(),
+            "duration": iso_duration(self.plan.horizon),
+            "resolution": iso_duration(self.plan.resolution),
+        }
+        with self.sessions.begin() as session:
+            if self.plan.site_id is not None:
+                site = repo.get_site(session, self.plan.site_id)
+                job = repo.create_job(
+                    session, "storage", {**body, "site": site.id}, account=site.account, site=site
+                )
+            else:
+                portfolio = repo.get_portfolio(session, self._portfolio_id())
+                job = repo.create_job(
+                    session, "portfolio", {**body, "portfolio": portfolio.id},
+                    account=session.get(repo.Account, portfolio.account_id), portfolio=portfolio,
+                )  # fmt: skip
+            repo.set_job_status(session, job.id, "running")
+            repo.set_job_status(session, job.id, "failed", error=err.to_problem())
+            self.jobs.append(str(job.id))
+        self.previous_start = start  # this ISP is done with; the next one plans again
+        logger.error("%s: no plan from %s: %s (job %s)", self._what(), start, err.message, job.id)
 
     def _portfolio_id(self) -> int:
         assert self.plan.portfolio_id is not None  # Replanning names a site or a portfolio

@@ -5,6 +5,7 @@ Costs are hand-derived below, not read back from vpp."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -178,26 +179,31 @@ def test_bad_settings_name_the_field(kwargs: dict[str, Any], field: str) -> None
     assert caught.value.issues[0].field == field
 
 
+def _clock(stop: threading.Event, moments: list[datetime]) -> Callable[[], datetime]:
+    """The given moments, then (stopping the loop) the last one again."""
+    left = iter(moments)
+
+    def clock() -> datetime:
+        moment = next(left, None)
+        if moment is None:
+            stop.set()
+            return moments[-1]
+        return moment
+
+    return clock
+
+
 def test_run_ticks_until_stopped(sessions: sessionmaker[Session], home: dict[str, int]) -> None:
     _measure(sessions, home["soc"], T0, 0.5)
+    _measure(sessions, home["soc"], T0 + Q, 0.55)
     replanner = Replanner(
         sessions, Replanning(home["site"], {"battery": home["soc"]}, horizon=timedelta(hours=2))
     )
     stop = threading.Event()
-    moments = iter([T0, T0, T0 + Q, T0 + Q, T0 + Q])
-
-    def clock() -> datetime:
-        try:
-            return next(moments)
-        except StopIteration:
-            stop.set()
-            return T0 + Q
-        finally:
-            pass
-
-    _measure(sessions, home["soc"], T0 + Q, 0.55)
-    replanner.run(stop, clock)
+    waits: list[float] = []
+    replanner.run(stop, _clock(stop, [T0, T0 + timedelta(minutes=5), T0 + Q, T0 + Q]), waits.append)
     assert len(replanner.jobs) == 2
+    assert waits[0] == 600.0  # from 00:05 to the next ISP
 
 
 def test_a_stored_portfolio_is_re_planned(
@@ -251,6 +257,28 @@ def test_a_stored_portfolio_is_re_planned(
     with pytest.raises(RequestValidationError) as caught:
         Replanning(home["site"], {}, target={"type": "market"})
     assert caught.value.issues[0].field == "target"
+
+
+def test_an_isp_without_a_plan_is_a_failed_job_and_the_loop_goes_on(
+    sessions: sessionmaker[Session], home: dict[str, int]
+) -> None:
+    # No SoC measured before 00:15: the first ISP fails, stored as a failed job naming the
+    # sensor; the second ISP, measured, is planned.
+    replanner = Replanner(
+        sessions, Replanning(home["site"], {"battery": home["soc"]}, horizon=timedelta(hours=2))
+    )
+    _measure(sessions, home["soc"], T0 + Q, 0.55)
+    stop = threading.Event()
+    replanner.run(stop, _clock(stop, [T0, T0, T0 + Q, T0 + Q]), lambda seconds: None)
+    failed, planned = replanner.jobs
+    with sessions.begin() as session:
+        first = repo.get_job(session, failed)
+        assert first.status == "failed"
+        assert first.error is not None
+        assert first.error["errors"][0]["field"] == "soc-sensors.battery"
+    # 00:15 at 0.55 kWh, no sun: the 5 steps at 300 need 1.25 kWh, so the 3 steps at 100 buy
+    # the house's 0.75 kWh and 0.7 kWh for the battery: 1.45 kWh * 100 EUR/MWh = 0.145 EUR
+    assert _job(sessions, planned)[1]["cost"]["value"] == pytest.approx(0.145, abs=1e-9)
 
 
 def test_cli_refuses_a_bad_sensor_pair(capsys: pytest.CaptureFixture[str]) -> None:
