@@ -285,3 +285,39 @@ def test_cli_refuses_a_bad_sensor_pair(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["replan", "--site", "1", "--soc-sensor", "battery", "--once"]) == 2
     assert "soc-sensor" in capsys.readouterr().err
     assert main(["replan", "--site", "1", "--horizon", "a day", "--once"]) == 2
+
+
+def test_vpp_replan_once_plans_the_current_isp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vpp.settings import get_settings
+
+    url = f"sqlite:///{tmp_path / 'once.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        account = repo.get_or_create_account(session, "operator")
+        soc = repo.get_or_create_sensor(session, account, "soc", "kWh", Q)
+        repo.save_time_series(session, soc, now - Q, Q, [1.0], "meter")
+        battery = {"soc-min": "0 kWh", "soc-max": "4 kWh", "power-capacity": "2 kW"}
+        site = repo.upsert_site(
+            session, account, "home", {"consumption-price": "100 EUR/MWh"},
+            [{"name": "battery", "type": "storage", "flex_model": battery}],
+        )  # fmt: skip
+        site_id, soc_id = site.id, soc.id
+    engine.dispose()
+    monkeypatch.setenv("VPP_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        argv = ["replan", "--site", str(site_id), "--soc-sensor", f"battery={soc_id}",
+                "--horizon", "PT1H", "--once"]  # fmt: skip
+        assert main(argv) == 0
+        job_id = capsys.readouterr().out.strip()
+        engine = make_engine(url)
+        request, _ = _job(session_factory(engine), job_id)
+        engine.dispose()
+        assert request["flex-model"][0]["soc-at-start"] == "1.0 kWh"
+    finally:
+        get_settings.cache_clear()

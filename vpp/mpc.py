@@ -183,7 +183,7 @@ class Simulation:
             "realised-cost": round(self.realised_cost, 4),
             "perfect-foresight-cost": round(self.perfect_foresight_cost, 4),
             "no-control-cost": round(self.no_control_cost, 4),
-            "regret": round(regret, 4),
+            "regret": round(regret, 4) + 0.0,  # + 0.0: -0.0 prints as 0.0
             "savings-realised": round(self.no_control_cost - self.realised_cost, 4),
             "savings-perfect-foresight": round(
                 self.no_control_cost - self.perfect_foresight_cost, 4
