@@ -63,6 +63,7 @@ __all__ = [
     "backtest",
     "evaluate",
     "forecast",
+    "repeat_season",
     "seasonal_naive",
 ]
 
@@ -357,12 +358,12 @@ def seasonal_naive(
             f"too short: the seasonal-naive forecast needs two observed values one season "
             f"({_days(season)}) apart",
         )
-    mean = _repeat_season(history, index, season)
+    mean = repeat_season(history, index, season)
     low, high = np.quantile(residuals.to_numpy(), [(1 - coverage) / 2, (1 + coverage) / 2])
     return Forecast(index, mean, mean + low, mean + high, NAIVE, coverage)
 
 
-def _repeat_season(history: pd.Series, index: pd.DatetimeIndex, season: timedelta) -> np.ndarray:
+def repeat_season(history: pd.Series, index: pd.DatetimeIndex, season: timedelta) -> np.ndarray:
     """``y[t - k S]`` for the least ``k`` that reaches into the history with a value."""
     own = np.maximum(1, np.ceil((index - history.index[-1]) / season)).astype(int)
     values = np.full(len(index), np.nan)

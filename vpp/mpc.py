@@ -72,19 +72,11 @@ BATTERY = "battery"
 
 
 def _seasonal_naive(history: pd.Series, steps: pd.DatetimeIndex) -> np.ndarray:
-    """The value one day before each step; steps later than a day ahead repeat the last
-    known day."""
-    day = pd.Timedelta(days=1)
-    last = history.index[-1]
-    out = np.empty(len(steps))
-    for i, t in enumerate(steps):
-        back = t - day
-        while back > last:
-            back -= day
-        out[i] = history.get(back, np.nan)
-    if np.isnan(out).any():
-        raise RequestValidationError.single("history", "needs at least one day before the period")
-    return out
+    """The value a whole number of days before each step (the least that reaches into the
+    history: :func:`vpp.forecast.repeat_season`)."""
+    from vpp.forecast import repeat_season
+
+    return repeat_season(history, steps, timedelta(days=1))
 
 
 def _model(history: pd.Series, steps: pd.DatetimeIndex) -> np.ndarray:
