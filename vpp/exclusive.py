@@ -21,12 +21,26 @@ import numpy as np
 
 from vpp.linear import INF, LinearModel
 
-__all__ = ["TOLERANCE", "Exclusivity"]
+__all__ = ["TOLERANCE", "Exclusivity", "WarmStart", "warm_point"]
 
 
 logger = logging.getLogger(__name__)
 
 TOLERANCE = 1e-7  # kW: below this, "both positive" is solver noise
+
+WarmStart = tuple[LinearModel, np.ndarray, int]
+"""A previous model, its solution and how many steps later the new model starts."""
+
+
+def warm_point(model: LinearModel, warm: WarmStart, *pairs: Exclusivity) -> np.ndarray:
+    """A start for ``model`` from the previous solution ``warm``, shifted
+    (:meth:`LinearModel.shifted_start`), with each binary of ``pairs`` set to what its
+    continuous columns imply."""
+    previous, x, steps = warm
+    start = model.shifted_start(previous, x, steps)
+    for exclusivity in pairs:
+        exclusivity.implied(start)
+    return start
 
 
 @dataclass

@@ -46,7 +46,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from vpp.device import PowerSeries, PriceSeries, Spec
 from vpp.errors import FieldIssue, InfeasibleError, RequestValidationError, SolverError
-from vpp.exclusive import Exclusivity
+from vpp.exclusive import Exclusivity, WarmStart, warm_point
 from vpp.linear import INF, LinearModel, Term
 from vpp.request import (
     FlexContext,
@@ -517,7 +517,7 @@ class CentralisedPortfolio:
         check_congestion(self.request.horizon, [p.power_range() for p in self.sites], self.target)
         self._add_target()
         self.last_solution: Solution | None = None
-        self._warm: tuple[LinearModel, np.ndarray, int] | None = None  # see warm_start
+        self._warm: WarmStart | None = None  # see warm_start
 
     def power_terms(self) -> list[Term]:
         """The summed site power ``S[t]`` as row terms (one row per step)."""
@@ -570,10 +570,7 @@ class CentralisedPortfolio:
             left = limit - (time.monotonic() - started)
             solver.highs.setOptionValue("time_limit", max(left, 1e-3))
             if self._warm is not None and self.model.integrality().any():
-                model, x, steps = self._warm
-                start = self.model.shifted_start(model, x, steps)
-                self.exclusive.implied(start)
-                solver.set_start(start)
+                solver.set_start(warm_point(self.model, self._warm, self.exclusive))
             try:
                 solution = solver.solve()
             except SolverError as err:

@@ -51,7 +51,7 @@ from vpp.errors import (
     SolverError,
     VppError,
 )
-from vpp.exclusive import TOLERANCE, Exclusivity
+from vpp.exclusive import TOLERANCE, Exclusivity, WarmStart, warm_point
 from vpp.groups import ResolvedGroup, add_groups, device_room, resolve_groups
 from vpp.linear import INF, LinearModel, Term
 from vpp.peaks import Peak, add_peaks, resolve_peaks
@@ -302,7 +302,7 @@ class SiteProblem:
         self.solver = HighsSolver(self.model, time_limit=self.time_limit)
         self.solver.set_cost(self.base_cost)
         self.last_x: np.ndarray | None = None
-        self._warm: tuple[LinearModel, np.ndarray, int] | None = None  # see warm_start
+        self._warm: WarmStart | None = None  # see warm_start
         self._prox: OsqpProx | None = None
         self._prox_fixed: dict[int, float] = {}  # columns the x-update keeps fixed
         self._padded = self.base_cost
@@ -554,11 +554,9 @@ class SiteProblem:
     def _pass_warm_start(self) -> None:
         if self._warm is None or not self.model.integrality().any():
             return
-        model, x, steps = self._warm
-        start = self.model.shifted_start(model, x, steps)
-        self.charge_discharge.implied(start)
-        self.import_export.implied(start)
-        self.solver.set_start(start)
+        self.solver.set_start(
+            warm_point(self.model, self._warm, self.charge_discharge, self.import_export)
+        )
 
     def _break_ties(self, solution: Solution) -> Solution:
         """Among the optima, the one the storages' ``prefer-charging-sooner`` and
