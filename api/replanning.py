@@ -146,11 +146,7 @@ class Replanner:
     def _fail(self, now: datetime, err: VppError) -> None:
         """Store the ISP's failure as a failed job (its request: what was asked)."""
         start = _floor(now, self.plan.resolution)
-        body = {
-            "start": start.isoformat(),
-            "duration": iso_duration(self.plan.horizon),
-            "resolution": iso_duration(self.plan.resolution),
-        }
+        body = self._window(start)
         with self.sessions.begin() as session:
             if self.plan.site_id is not None:
                 site = repo.get_site(session, self.plan.site_id)
@@ -178,12 +174,16 @@ class Replanner:
             return f"site {self.plan.site_id}"
         return f"portfolio {self.plan.portfolio_id}"
 
-    def _request(self, session: Session, start: datetime) -> dict[str, Any]:
-        body: dict[str, Any] = {
+    def _window(self, start: datetime) -> dict[str, Any]:
+        """The plan's ``start``, ``duration`` and ``resolution`` as a request has them."""
+        return {
             "start": start.isoformat(),
             "duration": iso_duration(self.plan.horizon),
             "resolution": iso_duration(self.plan.resolution),
         }
+
+    def _request(self, session: Session, start: datetime) -> dict[str, Any]:
+        body = self._window(start)
         if self.plan.site_id is not None:
             site = repo.get_site(session, self.plan.site_id)
             return expand_site(session, AccountScope((site.account_id,)), {**body, "site": site.id})
