@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import warnings
 from datetime import date, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -40,9 +39,7 @@ _YEAR = 2026  # the TMY's months are re-labelled to this (non-leap) year
 def _hourly() -> pd.DataFrame:
     """PV AC power (:func:`vpp.solar.pv_power`) and air temperature per hour of the typical
     year, labelled by the hour's start, local standard time."""
-    import pvlib
-
-    from vpp.solar import pv_power
+    from vpp.solar import pv_power, tmy3
 
     # pvlib 0.16 still calls pandas API that pandas 3.1 deprecates (DatetimeIndex.dayofyear);
     # the values are right, the warnings are pvlib's to fix
@@ -50,8 +47,7 @@ def _hourly() -> pd.DataFrame:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         pv = pv_power(TMY_FILE, kwp=PV_PEAK_KW, year=_YEAR)
-        path = Path(pvlib.__file__).parent / "data" / TMY_FILE
-        weather, _ = pvlib.iotools.read_tmy3(str(path), map_variables=True, coerce_year=_YEAR)
+        weather, _ = tmy3(TMY_FILE, _YEAR)
     # both hour-ending rows of the same file, in order: the n-th hour of each is the same hour
     temperature = weather.sort_index()["temp_air"].to_numpy()
     return pd.DataFrame({"pv": pv.to_numpy(), "temp_air": temperature}, index=pv.index)

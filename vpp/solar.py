@@ -21,8 +21,10 @@ the middle of its hour and the result labelled by the hour's start, vpp's conven
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pvlib
@@ -34,7 +36,7 @@ from pvlib.temperature import TEMPERATURE_MODEL_PARAMETERS
 
 from vpp.errors import RequestValidationError
 
-__all__ = ["TMY3_FILES", "pv_power"]
+__all__ = ["TMY3_FILES", "pv_power", "tmy3"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,19 @@ TMY3_FILES = {
 HALF_HOUR = pd.Timedelta(minutes=30)
 
 
+@functools.lru_cache(maxsize=4)
+def tmy3(file: str, year: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The hourly weather (pvlib's column names, hour-ending rows, months put in ``year``)
+    and header of pvlib's TMY3 ``file``, read once per process (callers copy before they
+    change it)."""
+    if file not in TMY3_FILES:
+        raise RequestValidationError.single(
+            "file", f"{file!r} is not one of pvlib's TMY3 files: {', '.join(TMY3_FILES)}"
+        )
+    weather, meta = read_tmy3(str(DATA / file), coerce_year=year, map_variables=True)
+    return weather, meta
+
+
 def pv_power(
     file: str = "723170TYA.CSV",
     *,
@@ -57,13 +72,9 @@ def pv_power(
 ) -> pd.Series:
     """Hourly AC power (kW, >= 0) of a ``kwp`` PV system under the weather of the TMY3
     ``file`` from pvlib's data folder, labelled by the start of each hour (8,760 values)."""
-    if file not in TMY3_FILES:
-        raise RequestValidationError.single(
-            "file", f"{file!r} is not one of pvlib's TMY3 files: {', '.join(TMY3_FILES)}"
-        )
     if not kwp > 0:
         raise RequestValidationError.single("kwp", f"must be positive, not {kwp}")
-    weather, meta = read_tmy3(str(DATA / file), coerce_year=year, map_variables=True)
+    weather, meta = tmy3(file, year)
     offset = int(meta["TZ"])
     location = Location(
         meta["latitude"], meta["longitude"], tz=f"Etc/GMT{-offset:+d}", altitude=meta["altitude"]
@@ -81,7 +92,7 @@ def pv_power(
         system, location, aoi_model="physical", spectral_model="no_loss", losses_model="pvwatts"
     )
     inputs = weather[["ghi", "dni", "dhi", "temp_air", "wind_speed"]].copy()
-    inputs.index = inputs.index - HALF_HOUR  # mid-hour
+    inputs.index = pd.DatetimeIndex(inputs.index) - HALF_HOUR  # mid-hour
     chain.run_model(inputs)
     power = pd.Series(chain.results.ac, dtype=float).clip(lower=0.0) / 1000.0
     power.index = (pd.DatetimeIndex(power.index) - HALF_HOUR).as_unit("ns")
