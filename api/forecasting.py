@@ -69,7 +69,7 @@ def run_forecast(
     sensor = visible_sensor(session, caller, body.sensor)
     zone = _zone(body.timezone)
     _check_spans(body, sensor.resolution)
-    start = body.start or _after_last_measurement(session, sensor)
+    start = body.start or _after_last_measurement(session, sensor, made)
     history = _history(session, sensor, start, body.history, zone)
     steps = int(body.duration / sensor.resolution)
     holidays = _holidays(session, sensor, history.index[0], start + body.duration, zone)
@@ -128,8 +128,7 @@ def _check_spans(body: ForecastingIn, resolution: timedelta) -> None:
         raise RequestValidationError(issues)
 
 
-def _after_last_measurement(session: Session, sensor: Sensor) -> datetime:
-    now = datetime.now(UTC)
+def _after_last_measurement(session: Session, sensor: Sensor, now: datetime) -> datetime:
     past = repo.read_time_series(
         session, sensor, now - MAX_HISTORY, now + MAX_DURATION, exclude_source=FORECAST_SOURCE
     )
